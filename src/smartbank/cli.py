@@ -1,0 +1,128 @@
+"""The ``smartbank`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from smartbank.platform.db import Database, create_engine, resolve_database_url
+from smartbank.platform.logging import configure_logging
+from smartbank.platform.settings import get_settings
+
+app = typer.Typer(help="smartbank: an open smart-banking platform.", no_args_is_help=True)
+ledger_app = typer.Typer(help="Ledger operations.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+console = Console(stderr=True)
+
+
+@app.callback()
+def _main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+
+
+def _database_url() -> str:
+    return resolve_database_url(get_settings())
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema to the newest migration."""
+    from smartbank.platform.migrate import current_revision, upgrade
+
+    url = _database_url()
+    upgrade(url)
+    console.print(f"[green]database at migration {current_revision(url)}[/green]")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="Address to bind (default SMARTBANK_HOST or 127.0.0.1)."),
+    port: int = typer.Option(None, help="Port (default SMARTBANK_PORT or 8000)."),
+    workers: int = typer.Option(None, help="uvicorn worker processes (default SMARTBANK_WORKERS or 1)."),
+    worker: bool = typer.Option(False, "--worker/--no-worker", help="Also run the job worker in-process."),
+) -> None:
+    """Run the HTTP API (migrations first)."""
+    import uvicorn
+
+    from smartbank.platform.migrate import upgrade
+
+    settings = get_settings()
+    url = _database_url()
+    upgrade(url)
+    os.environ["DATABASE_URL"] = url
+    os.environ["SMARTBANK_SERVE_WORKER"] = "1" if worker else "0"
+    host = host or settings.host
+    port = port or settings.port
+    workers = workers or settings.workers
+    console.print(f"smartbank API on http://{host}:{port}  (docs: /docs, health: /healthz, metrics: /metrics)")
+    uvicorn.run(
+        "smartbank.web.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run background jobs (pending-transfer expiry) and the outbox relay."""
+    from smartbank.platform.migrate import upgrade
+    from smartbank.web.app import Runtime
+
+    settings = get_settings()
+    url = _database_url()
+    upgrade(url)
+
+    async def main() -> None:
+        runtime = Runtime.build(settings, url)
+        await runtime.start_background(worker=False)
+        try:
+            await runtime.run_worker()
+        finally:
+            await runtime.close()
+
+    asyncio.run(main())
+
+
+@app.command()
+def up() -> None:
+    """Start the whole platform on this machine: database, migrations, API and worker."""
+    serve(host=None, port=None, workers=None, worker=True)  # type: ignore[arg-type]
+
+
+@ledger_app.command("verify")
+def ledger_verify() -> None:
+    """Check every ledger invariant; exit 1 and list what is wrong if any fails."""
+    from smartbank.kernel.clock import SystemClock
+    from smartbank.ledger.service import LedgerService
+
+    settings = get_settings()
+    url = _database_url()
+
+    async def main() -> list[str]:
+        db = Database(create_engine(url, settings))
+        try:
+            return await LedgerService(db, SystemClock()).verify()
+        finally:
+            await db.dispose()
+
+    problems = asyncio.run(main())
+    if problems:
+        console.print(f"[red]ledger verify: {len(problems)} problem(s)[/red]")
+        for problem in problems:
+            print(problem)
+        sys.exit(1)
+    console.print("[green]ledger verify: all invariants hold[/green]")
+
+
+if __name__ == "__main__":
+    app()

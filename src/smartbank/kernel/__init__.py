@@ -1,0 +1,1 @@
+"""The kernel: money, ids, clock, errors and invariants. Imports nothing from the project."""

@@ -1,0 +1,16 @@
+"""Identifiers: UUIDv7 (time-ordered, so new rows land at the right edge of B-tree indexes)."""
+
+from __future__ import annotations
+
+import uuid
+
+import uuid_utils
+
+
+def new_id() -> uuid.UUID:
+    """A fresh UUIDv7 as a standard-library :class:`uuid.UUID`."""
+    return uuid.UUID(bytes=uuid_utils.uuid7().bytes)
+
+
+def parse_id(text: str) -> uuid.UUID:
+    return uuid.UUID(text)

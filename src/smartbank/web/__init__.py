@@ -1,0 +1,1 @@
+"""HTTP adapters: the app factory, middleware, error mapping and health endpoints."""

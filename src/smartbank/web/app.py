@@ -1,0 +1,142 @@
+"""The application factory: one FastAPI app with every domain's routes, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from smartbank import __version__
+from smartbank.kernel.clock import Clock, SystemClock
+from smartbank.ledger import jobs as ledger_jobs
+from smartbank.ledger.api import router as ledger_router
+from smartbank.ledger.service import LedgerService
+from smartbank.platform import jobs
+from smartbank.platform.db import Database, create_engine, resolve_database_url
+from smartbank.platform.migrate import VERSION_TABLE_SCHEMA, head_revision
+from smartbank.platform.outbox import OutboxRelay
+from smartbank.platform.settings import Settings, get_settings
+from smartbank.web.errors import install_error_handlers
+from smartbank.web.middleware import BodyLimit, RequestContext
+
+JOB_BLUEPRINTS = {"ledger": ledger_jobs.blueprint}
+
+
+@dataclass
+class Runtime:
+    """Everything a process holds: the database, the clock and the domain services."""
+
+    settings: Settings
+    database_url: str
+    db: Database
+    clock: Clock
+    ledger: LedgerService
+    relay: OutboxRelay
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings, database_url: str, clock: Clock | None = None) -> Runtime:
+        db = Database(create_engine(database_url, settings))
+        clock = clock or SystemClock()
+        relay = OutboxRelay(db)
+        ledger = LedgerService(
+            db,
+            clock,
+            batch_max=settings.ledger_batch_max,
+            inflight_max=settings.ledger_inflight_max,
+            after_commit=relay.kick,
+        )
+        return cls(settings, database_url, db, clock, ledger, relay)
+
+    async def start_background(self, *, worker: bool) -> None:
+        """The outbox relay always; the job worker too when this process is also the worker."""
+        self._tasks.append(asyncio.create_task(self.relay.run(self._stop, self.settings.outbox_poll_interval_s)))
+        if worker:
+            self._tasks.append(asyncio.create_task(self.run_worker()))
+
+    async def run_worker(self) -> None:
+        jobs.services["ledger"] = self.ledger
+        job_app = jobs.create_job_app(self.database_url, JOB_BLUEPRINTS)
+        async with job_app.open_async():
+            await job_app.run_worker_async(install_signal_handlers=False, concurrency=2)
+
+    async def close(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.ledger.drain()
+        await self.db.dispose()
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database_url: str | None = None,
+    clock: Clock | None = None,
+    worker: bool = False,
+) -> FastAPI:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = database_url or resolve_database_url(settings)
+        runtime = Runtime.build(settings, url, clock)
+        await runtime.db.check_server()
+        await runtime.start_background(worker=worker)
+        app.state.runtime = runtime
+        app.state.ledger = runtime.ledger
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    app = FastAPI(
+        title="smartbank API",
+        version=__version__,
+        description="smartbank: an open smart-banking platform. Errors are "
+        '`{"error": {"code", "message", "details"}}` with stable codes.',
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(ledger_router)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is up (no dependency checked)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"description": "Not ready"}})
+    async def readyz(request: Request) -> JSONResponse:
+        """The database answers and its schema is at the newest migration."""
+        runtime: Runtime = request.app.state.runtime
+        head = head_revision()
+        try:
+            async with runtime.db.connect() as conn:
+                current = (
+                    await conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE_SCHEMA}.alembic_version"))
+                ).scalar_one_or_none()
+        except Exception:
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        if current != head:
+            return JSONResponse(
+                {"status": "unavailable", "database": "ok", "migration": current, "expected": head}, status_code=503
+            )
+        return JSONResponse({"status": "ok", "database": "ok", "migration": current})
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext)
+    return app

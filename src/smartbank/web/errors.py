@@ -1,0 +1,68 @@
+"""One error shape for every failure: ``{"error": {"code", "message", "details"}}``; never a trace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from smartbank.kernel.errors import DomainError, ErrorCode
+from smartbank.platform.logging import get_logger
+
+log = get_logger(__name__)
+
+_HTTP_CODES = {
+    400: ErrorCode.VALIDATION_ERROR,
+    401: ErrorCode.UNAUTHENTICATED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    429: ErrorCode.RATE_LIMITED,
+}
+
+
+def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"error": {"code": code, "message": message, "details": details or {}}}
+    )
+
+
+def _clean(errors: list[Any]) -> list[dict[str, Any]]:
+    """Validation errors without the rejected input (it may be huge or hold a secret)."""
+    return [
+        {"loc": [str(p) for p in e.get("loc", ())], "type": e.get("type", ""), "msg": str(e.get("msg", ""))}
+        for e in errors[:20]
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        status = exc.http_status
+        if status >= 500:
+            log.error("domain_error", code=exc.code, message=exc.message)
+            return error_response(status, exc.code, "internal error")
+        return error_response(status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return error_response(400, ErrorCode.MALFORMED_JSON, "the request body is not valid JSON")
+        return error_response(422, ErrorCode.VALIDATION_ERROR, "the request is not valid", {"errors": _clean(errors)})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, ErrorCode.VALIDATION_ERROR)
+        message = exc.detail if isinstance(exc.detail, str) else "request refused"
+        return error_response(exc.status_code, code, message)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_error", path=request.url.path)
+        return error_response(500, ErrorCode.INTERNAL_ERROR, "internal error")
