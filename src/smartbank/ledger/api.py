@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
@@ -37,7 +37,7 @@ def ledger_service(request: Request) -> LedgerService:
 
 Ledger = Annotated[LedgerService, Depends(ledger_service)]
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "Unknown account or transfer"},
     409: {"description": "Refused by a ledger rule (limit, frozen account, id reused with other fields)"},
     422: {"description": "Invalid request"},
@@ -68,7 +68,7 @@ async def _submit(ledger: LedgerService, request: TransferRequest, response: Res
     return TransferOut.of(await ledger.get_transfer(request.id))
 
 
-_MESSAGES = {
+_MESSAGES: dict[str, str] = {
     LedgerErrorCode.EXCEEDS_CREDITS: "the debit account does not have enough funds",
     LedgerErrorCode.EXCEEDS_DEBITS: "the credit account would exceed its limit",
     LedgerErrorCode.CURRENCY_MISMATCH: "the transfer and both accounts must have one currency",

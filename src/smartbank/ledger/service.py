@@ -163,9 +163,10 @@ class LedgerService:
                     """
                     INSERT INTO ledger.accounts (id, currency, kind, code, owner_ref,
                         debits_must_not_exceed_credits, credits_must_not_exceed_debits, limit_minor, created_at)
-                    SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:currencies AS text[]), CAST(:kinds AS text[]),
-                        CAST(:codes AS int[]), CAST(:owners AS text[]), CAST(:dmnec AS bool[]),
-                        CAST(:cmned AS bool[]), CAST(:limits AS bigint[])), (SELECT CAST(:now AS timestamptz))
+                    SELECT u.*, CAST(:now AS timestamptz)
+                      FROM unnest(CAST(:ids AS uuid[]), CAST(:currencies AS text[]), CAST(:kinds AS text[]),
+                                  CAST(:codes AS int[]), CAST(:owners AS text[]), CAST(:dmnec AS bool[]),
+                                  CAST(:cmned AS bool[]), CAST(:limits AS bigint[])) AS u
                     ON CONFLICT (id) DO NOTHING
                     """
                 ),

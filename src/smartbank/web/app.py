@@ -26,6 +26,7 @@ from smartbank.web.errors import install_error_handlers
 from smartbank.web.middleware import BodyLimit, RequestContext
 
 JOB_BLUEPRINTS = {"ledger": ledger_jobs.blueprint}
+VERSION_TABLE = f"{VERSION_TABLE_SCHEMA}.alembic_version"
 
 
 @dataclass
@@ -122,9 +123,11 @@ def create_app(
         head = head_revision()
         try:
             async with runtime.db.connect() as conn:
-                current = (
-                    await conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE_SCHEMA}.alembic_version"))
-                ).scalar_one_or_none()
+                current = None
+                if (await conn.execute(text(f"SELECT to_regclass('{VERSION_TABLE}')"))).scalar_one() is not None:
+                    current = (
+                        await conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))
+                    ).scalar_one_or_none()
         except Exception:
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
         if current != head:

@@ -15,7 +15,7 @@ from smartbank.platform.logging import get_logger
 log = get_logger(__name__)
 
 _HTTP_CODES = {
-    400: ErrorCode.VALIDATION_ERROR,
+    400: ErrorCode.MALFORMED_JSON,
     401: ErrorCode.UNAUTHENTICATED,
     403: ErrorCode.FORBIDDEN,
     404: ErrorCode.NOT_FOUND,
@@ -60,7 +60,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, ErrorCode.VALIDATION_ERROR)
         message = exc.detail if isinstance(exc.detail, str) else "request refused"
-        return error_response(exc.status_code, code, message)
+        response = error_response(exc.status_code, code, message, getattr(exc, "details", None))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

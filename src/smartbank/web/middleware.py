@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import structlog
 from prometheus_client import Histogram
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from smartbank.kernel.ids import new_id
@@ -72,7 +73,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(self.max_bytes)
             return message
 
         try:
@@ -81,8 +82,12 @@ class BodyLimit:
             await _too_large(send, self.max_bytes)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """An HTTPException, so that FastAPI re-raises it from its body parsing instead of turning it into a 400."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"request body over {max_bytes} bytes")
+        self.details = {"max_bytes": max_bytes}
 
 
 async def _too_large(send: Send, max_bytes: int) -> None:
