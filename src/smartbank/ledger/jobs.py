@@ -9,7 +9,7 @@ from smartbank.platform import jobs
 blueprint = procrastinate.Blueprint()
 
 
-@blueprint.periodic(cron="*/5 * * * * *")
+@blueprint.periodic(cron="* * * * * */5")  # sixth field: seconds
 @blueprint.task(queueing_lock="ledger.expire_pending_holds", pass_context=False)
 async def expire_pending_holds(timestamp: int) -> int:
     """Void every pending transfer whose timeout has passed (runs every five seconds)."""
