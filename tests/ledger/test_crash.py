@@ -267,7 +267,7 @@ def test_acknowledged_transfers_survive_kill_9(fresh_database: Callable[[], str]
         announced = [
             r[0]
             for r in conn.execute(
-                "SELECT t->>'id' FROM platform.outbox o, jsonb_array_elements(o.payload->'transfers') t"
+                "SELECT t FROM platform.outbox o, jsonb_array_elements_text(o.payload->'id') t"
                 " WHERE o.topic = 'ledger.transfers_created'"
             ).fetchall()
         ]

@@ -22,7 +22,8 @@ async def test_ledger_events_reach_consumers_once(fresh_database) -> None:  # ty
     applied: list[uuid.UUID] = []
 
     async def consumer(event: Event) -> None:
-        seen.extend(uuid.UUID(t["id"]) for t in event.payload["transfers"])
+        assert event.payload["count"] == len(event.payload["id"]) == len(event.payload["amount_minor"])
+        seen.extend(uuid.UUID(i) for i in event.payload["id"])
         async with db.transaction() as conn:
             if await claim_event(conn, "test-consumer", event.event_id):
                 applied.append(event.event_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -154,7 +155,7 @@ class TransferRequest:
                 )
         check_metadata(self.metadata)
 
-    def fingerprint(self) -> str:
+    def fingerprint(self) -> bytes:
         """A hash of every field that defines the request (not ``linked``): equal iff same request."""
         canonical = orjson.dumps(
             [
@@ -171,32 +172,26 @@ class TransferRequest:
             ],
             option=orjson.OPT_SORT_KEYS,
         )
-        return hashlib.sha256(canonical).hexdigest()
+        return hashlib.sha256(canonical).digest()
 
-    def to_db(self) -> dict[str, Any]:
-        """The JSON object the database function reads (absent keys are NULL)."""
-        row: dict[str, Any] = {"id": str(self.id), "type": self.type.value, "hash": self.fingerprint()}
-        for key, value in (
-            ("debit", self.debit_account_id),
-            ("credit", self.credit_account_id),
-            ("pending_id", self.pending_id),
-            ("reversal_of", self.reversal_of),
-        ):
-            if value is not None:
-                row[key] = str(value)
-        for key, plain in (
-            ("amount", self.amount_minor),
-            ("currency", self.currency),
-            ("code", self.code),
-            ("timeout_s", self.timeout_s),
-        ):
-            if plain is not None:
-                row[key] = plain
-        if self.metadata:
-            row["metadata"] = self.metadata
-        if self.linked:
-            row["linked"] = True
-        return row
+
+def batch_columns(batch: Sequence[TransferRequest]) -> dict[str, list[Any]]:
+    """The batch as the column arrays ``ledger.create_transfers`` takes (one list per field)."""
+    return {
+        "id": [r.id for r in batch],
+        "type": [r.type.value for r in batch],
+        "debit": [r.debit_account_id for r in batch],
+        "credit": [r.credit_account_id for r in batch],
+        "amount": [r.amount_minor for r in batch],
+        "currency": [r.currency for r in batch],
+        "code": [r.code for r in batch],
+        "pending": [r.pending_id for r in batch],
+        "timeout": [r.timeout_s for r in batch],
+        "reversal": [r.reversal_of for r in batch],
+        "metadata": [orjson.dumps(r.metadata).decode() if r.metadata else None for r in batch],
+        "hash": [r.fingerprint() for r in batch],
+        "linked": [r.linked for r in batch],
+    }
 
 
 def _s(value: uuid.UUID | None) -> str | None:

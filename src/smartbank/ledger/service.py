@@ -15,10 +15,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
-import orjson
+import psycopg
 from prometheus_client import Counter, Histogram
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smartbank.kernel.clock import Clock
@@ -38,6 +37,7 @@ from smartbank.ledger.model import (
     TransferResult,
     TransferType,
     allowed_status_change,
+    batch_columns,
     result_from_db,
     validate_batch,
 )
@@ -58,9 +58,13 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000),
 )
 
-_CREATE_SQL = text(
-    "SELECT idx, result, created_at, amount_minor FROM ledger.create_transfers(:now, CAST(:batch AS jsonb))"
-)
+# Sent on the driver connection with binary parameters: this is the hot path, one call per batch.
+_CREATE_SQL = """
+SELECT idx, result, created_at, amount_minor FROM ledger.create_transfers(
+    %(now)s, %(id)b::uuid[], %(type)b::text[], %(debit)b::uuid[], %(credit)b::uuid[], %(amount)b::bigint[],
+    %(currency)b::text[], %(code)b::integer[], %(pending)b::uuid[], %(timeout)b::integer[], %(reversal)b::uuid[],
+    %(metadata)b::text[]::jsonb[], %(hash)b::bytea[], %(linked)b::boolean[])
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +90,9 @@ def decode_cursor(cursor: str) -> int:
         raise DomainError(LedgerErrorCode.INVALID_CURSOR, "cursor is not one this API gave out") from exc
 
 
-def _is_transient(exc: DBAPIError) -> bool:
-    if exc.connection_invalidated:
-        return True
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    return sqlstate in _TRANSIENT_SQLSTATES
+def _is_transient(exc: psycopg.Error) -> bool:
+    """Lost connections, deadlocks, serialization failures and a concurrent insert of the same id."""
+    return isinstance(exc, psycopg.OperationalError) or exc.sqlstate in _TRANSIENT_SQLSTATES
 
 
 class LedgerService:
@@ -238,22 +240,29 @@ class LedgerService:
         return await self._execute(batch)
 
     async def _execute(self, batch: list[TransferRequest]) -> list[TransferResult]:
-        payload = orjson.dumps([r.to_db() for r in batch]).decode()
-        now = self._clock.now()
+        params: dict[str, object] = {"now": self._clock.now(), **batch_columns(batch)}
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 async with self._autocommit.connect() as conn:
-                    rows = (await conn.execute(_CREATE_SQL, {"now": now, "batch": payload})).all()
+                    raw = (await conn.get_raw_connection()).driver_connection
+                    invariant(raw is not None, "pooled connection has no driver connection")
+                    assert raw is not None
+                    try:
+                        cursor = await raw.execute(_CREATE_SQL, params)
+                        rows = await cursor.fetchall()
+                    except psycopg.OperationalError:
+                        await conn.invalidate()  # the connection is gone: never hand it out again
+                        raise
                 break
-            except DBAPIError as exc:
-                if attempt == MAX_ATTEMPTS or not (_is_transient(exc) or isinstance(exc, IntegrityError)):
+            except psycopg.Error as exc:
+                if attempt == MAX_ATTEMPTS or not _is_transient(exc):
                     raise
-                log.warning("ledger.retry", attempt=attempt, sqlstate=getattr(exc.orig, "sqlstate", None))
+                log.warning("ledger.retry", attempt=attempt, sqlstate=exc.sqlstate)
                 await asyncio.sleep(0.005 * 2**attempt)
         invariant(len(rows) == len(batch), "transfer function returned a result per request")
         results = [
-            result_from_db(request.id, row.result, row.created_at, row.amount_minor)
-            for request, row in zip(batch, sorted(rows, key=lambda r: r.idx), strict=True)
+            result_from_db(request.id, result, created_at, amount)
+            for request, (_, result, created_at, amount) in zip(batch, sorted(rows), strict=True)
         ]
         BATCH_SIZE.observe(len(batch))
         created = 0
@@ -335,12 +344,24 @@ class _GroupCommit:
         self._inflight = 0
         self._inflight_ids: set[uuid.UUID] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pump_scheduled = False
 
     async def submit(self, request: TransferRequest) -> TransferResult:
         future: asyncio.Future[TransferResult] = asyncio.get_running_loop().create_future()
         self._queue.append((request, future))
-        self._pump()
+        self._schedule_pump()
         return await future
+
+    def _schedule_pump(self) -> None:
+        """Pump once the current loop turn is over, so that every request made in this turn
+        (including those of callers just handed their results) leaves in the same call."""
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            asyncio.get_running_loop().call_soon(self._run_pump)
+
+    def _run_pump(self) -> None:
+        self._pump_scheduled = False
+        self._pump()
 
     def _pump(self) -> None:
         while self._queue and self._inflight < self._inflight_max:
@@ -382,7 +403,7 @@ class _GroupCommit:
         finally:
             self._inflight -= 1
             self._inflight_ids -= ids
-            self._pump()
+            self._schedule_pump()
 
     async def drain(self) -> None:
         while self._tasks:

@@ -30,6 +30,8 @@ def upgrade() -> None:
             published_at timestamptz NULL
         );
         CREATE INDEX outbox_unpublished ON platform.outbox (seq) WHERE published_at IS NULL;
+        -- Events are written once and read soon: skip compressing them on the write path.
+        ALTER TABLE platform.outbox ALTER COLUMN payload SET STORAGE EXTERNAL;
 
         -- Idempotent consumers remember which events they have applied.
         CREATE TABLE platform.consumed_events (

@@ -23,45 +23,57 @@ depends_on = None
 SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS ledger;
 
+-- Domains check a value when it is written to a column, not on every later update of the row: the
+-- balance updates of the transfer function re-check only the columns they set and the row rules.
+CREATE DOMAIN ledger.currency_code AS char(3) CHECK (VALUE ~ '^[A-Z]{3}$');
+CREATE DOMAIN ledger.account_kind AS text
+    CHECK (VALUE IN ('asset', 'liability', 'equity', 'income', 'expense'));
+CREATE DOMAIN ledger.account_status AS text CHECK (VALUE IN ('open', 'frozen', 'closed'));
+CREATE DOMAIN ledger.account_code AS integer CHECK (VALUE BETWEEN 1 AND 65535);
+CREATE DOMAIN ledger.owner_ref AS text CHECK (length(VALUE) BETWEEN 1 AND 200);
+CREATE DOMAIN ledger.balance AS bigint NOT NULL CHECK (VALUE >= 0);
+
 CREATE TABLE ledger.accounts (
     id             uuid PRIMARY KEY,
-    currency       char(3) NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
-    kind           text NOT NULL CHECK (kind IN ('asset', 'liability', 'equity', 'income', 'expense')),
-    owner_ref      text NULL CHECK (length(owner_ref) BETWEEN 1 AND 200),
-    code           integer NOT NULL CHECK (code BETWEEN 1 AND 65535),
+    currency       ledger.currency_code NOT NULL,
+    kind           ledger.account_kind NOT NULL,
+    owner_ref      ledger.owner_ref NULL,
+    code           ledger.account_code NOT NULL,
     debits_must_not_exceed_credits boolean NOT NULL DEFAULT false,
     credits_must_not_exceed_debits boolean NOT NULL DEFAULT false,
     -- How far the limited side may run past the other: an overdraft or credit limit.
-    limit_minor    bigint NOT NULL DEFAULT 0 CHECK (limit_minor >= 0),
-    status         text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'frozen', 'closed')),
-    debits_pending  bigint NOT NULL DEFAULT 0 CHECK (debits_pending >= 0),
-    debits_posted   bigint NOT NULL DEFAULT 0 CHECK (debits_posted >= 0),
-    credits_pending bigint NOT NULL DEFAULT 0 CHECK (credits_pending >= 0),
-    credits_posted  bigint NOT NULL DEFAULT 0 CHECK (credits_posted >= 0),
+    limit_minor    ledger.balance NOT NULL DEFAULT 0,
+    status         ledger.account_status NOT NULL DEFAULT 'open',
+    debits_pending  ledger.balance NOT NULL DEFAULT 0,
+    debits_posted   ledger.balance NOT NULL DEFAULT 0,
+    credits_pending ledger.balance NOT NULL DEFAULT 0,
+    credits_posted  ledger.balance NOT NULL DEFAULT 0,
     created_at     timestamptz NOT NULL,
-    CONSTRAINT accounts_one_limit_flag
-        CHECK (NOT (debits_must_not_exceed_credits AND credits_must_not_exceed_debits)),
-    CONSTRAINT accounts_limit_needs_flag
-        CHECK (limit_minor = 0 OR debits_must_not_exceed_credits OR credits_must_not_exceed_debits),
+    -- At most one limit flag, and a limit only with a flag.
+    CONSTRAINT accounts_limit_flags CHECK (
+        NOT (debits_must_not_exceed_credits AND credits_must_not_exceed_debits)
+        AND (limit_minor = 0 OR debits_must_not_exceed_credits OR credits_must_not_exceed_debits)),
+    -- Each side's total fits in 63 bits (written so that the check itself cannot overflow).
+    CONSTRAINT accounts_sides_fit CHECK (
+        debits_pending <= 9223372036854775807 - debits_posted
+        AND credits_pending <= 9223372036854775807 - credits_posted),
     -- The balance limits, enforced by the database whatever the code above it does.
-    CONSTRAINT accounts_debits_within_credits CHECK (
-        NOT debits_must_not_exceed_credits
-        OR debits_pending::numeric + debits_posted <= credits_posted::numeric + limit_minor),
-    CONSTRAINT accounts_credits_within_debits CHECK (
-        NOT credits_must_not_exceed_debits
-        OR credits_pending::numeric + credits_posted <= debits_posted::numeric + limit_minor),
-    CONSTRAINT accounts_debits_fit CHECK (debits_pending::numeric + debits_posted <= 9223372036854775807),
-    CONSTRAINT accounts_credits_fit CHECK (credits_pending::numeric + credits_posted <= 9223372036854775807)
+    CONSTRAINT accounts_within_limits CHECK (
+        (NOT debits_must_not_exceed_credits OR debits_pending + debits_posted - credits_posted <= limit_minor)
+        AND (NOT credits_must_not_exceed_debits
+             OR credits_pending + credits_posted - debits_posted <= limit_minor))
 );
 CREATE INDEX accounts_owner ON ledger.accounts (owner_ref) WHERE owner_ref IS NOT NULL;
 
 CREATE TABLE ledger.transfers (
-    seq               bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    seq               bigint GENERATED ALWAYS AS IDENTITY,  -- history order; unique by construction
     id                uuid PRIMARY KEY,
     type              text NOT NULL
         CHECK (type IN ('posted', 'pending', 'post_pending', 'void_pending', 'expire_pending')),
-    debit_account_id  uuid NOT NULL REFERENCES ledger.accounts (id),
-    credit_account_id uuid NOT NULL REFERENCES ledger.accounts (id),
+    -- No foreign keys to accounts: the transfer function writes a transfer only after both accounts
+    -- were found and locked, and accounts are never deleted (trigger below); `ledger verify` checks it.
+    debit_account_id  uuid NOT NULL,
+    credit_account_id uuid NOT NULL,
     amount_minor      bigint NOT NULL CHECK (amount_minor > 0),
     currency          char(3) NOT NULL,
     code              integer NOT NULL CHECK (code BETWEEN 1 AND 65535),
@@ -95,6 +107,18 @@ CREATE TRIGGER transfers_no_update BEFORE UPDATE OR DELETE ON ledger.transfers
 CREATE TRIGGER transfers_no_truncate BEFORE TRUNCATE ON ledger.transfers
     FOR EACH STATEMENT EXECUTE FUNCTION ledger.transfers_immutable();
 
+-- Accounts are closed, never deleted: history keeps pointing at them.
+CREATE FUNCTION ledger.accounts_not_deleted() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    RAISE EXCEPTION 'ledger.accounts rows are never deleted (% refused); close the account instead', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END
+$fn$;
+CREATE TRIGGER accounts_no_delete BEFORE DELETE ON ledger.accounts
+    FOR EACH ROW EXECUTE FUNCTION ledger.accounts_not_deleted();
+CREATE TRIGGER accounts_no_truncate BEFORE TRUNCATE ON ledger.accounts
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger.accounts_not_deleted();
+
 -- Open holds: pending transfers not yet posted, voided or expired (the working set of the expiry job).
 CREATE TABLE ledger.open_holds (
     transfer_id uuid PRIMARY KEY REFERENCES ledger.transfers (id),
@@ -106,12 +130,18 @@ CREATE INDEX open_holds_expiry ON ledger.open_holds (expires_at) WHERE expires_a
 # The batch function. Input: a JSON array of transfer requests already validated in Python
 # (well-formed ids, positive bounded amounts, known types). Output: one row per request.
 FUNCTION = r"""
-CREATE FUNCTION ledger.create_transfers(p_now timestamptz, p_batch jsonb)
+CREATE FUNCTION ledger.create_transfers(
+    p_now timestamptz, t_id uuid[], t_type text[], t_debit uuid[], t_credit uuid[], t_amount bigint[],
+    t_currency text[], t_code integer[], t_pending uuid[], t_timeout integer[], t_reversal uuid[],
+    t_metadata jsonb[], t_hash bytea[], t_linked boolean[])
 RETURNS TABLE (idx integer, result text, created_at timestamptz, amount_minor bigint)
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql
+-- Plans of the statements below are the same for every batch: plan once per session, not per call.
+SET plan_cache_mode = force_generic_plan
+AS $fn$
 DECLARE
     max_amount constant bigint := 9223372036854775807;
-    n integer := jsonb_array_length(p_batch);
+    n integer := cardinality(t_id);
     r record;
     res text;
     -- results, by position
@@ -143,44 +173,127 @@ DECLARE
     acc record;
     i integer; k integer;
     lock_ids uuid[];
+    simple boolean; n_bad bigint;
+    -- the locked accounts, in id order
+    a_id uuid[]; a_currency text[]; a_status text[]; a_dmnec boolean[]; a_cmned boolean[]; a_limit bigint[];
+    a_dp bigint[]; a_dpo bigint[]; a_cp bigint[]; a_cpo bigint[];
 BEGIN
     IF n = 0 THEN
         RETURN;
     END IF;
 
-    -- 1. Every account this batch may touch, locked in id order: concurrent batches never deadlock.
-    SELECT array_agg(DISTINCT a ORDER BY a) INTO lock_ids FROM (
-        SELECT (e->>'debit')::uuid AS a FROM jsonb_array_elements(p_batch) e WHERE e ? 'debit'
-        UNION ALL
-        SELECT (e->>'credit')::uuid FROM jsonb_array_elements(p_batch) e WHERE e ? 'credit'
-        UNION ALL
-        SELECT t.debit_account_id FROM ledger.transfers t
-         WHERE t.id IN (SELECT (e->>'pending_id')::uuid FROM jsonb_array_elements(p_batch) e
-                         WHERE e ? 'pending_id')
-        UNION ALL
-        SELECT t.credit_account_id FROM ledger.transfers t
-         WHERE t.id IN (SELECT (e->>'pending_id')::uuid FROM jsonb_array_elements(p_batch) e
-                         WHERE e ? 'pending_id')
-    ) s WHERE a IS NOT NULL;
-    PERFORM 1 FROM ledger.accounts a WHERE a.id = ANY (lock_ids) ORDER BY a.id FOR NO KEY UPDATE;
+    -- 1. Can the fast path apply? Only new posted or pending transfers, no reversals, distinct ids.
+    SELECT bool_and(u.type IN ('posted', 'pending') AND u.reversal IS NULL AND u.debit <> u.credit)
+               AND count(DISTINCT u.id) = n
+      INTO simple
+      FROM unnest(t_id, t_type, t_reversal, t_debit, t_credit) AS u(id, type, reversal, debit, credit);
 
-    -- 2. Ids that already exist (read after the locks, so a concurrent batch on the same accounts
+    -- 2. Every account this batch may touch, locked in id order (concurrent batches never deadlock)
+    --    and read into arrays.
+    SELECT array_agg(DISTINCT x ORDER BY x) INTO lock_ids FROM (
+        SELECT unnest(t_debit) AS x
+        UNION ALL SELECT unnest(t_credit)
+        UNION ALL SELECT t.debit_account_id FROM ledger.transfers t WHERE t.id = ANY (t_pending)
+        UNION ALL SELECT t.credit_account_id FROM ledger.transfers t WHERE t.id = ANY (t_pending)
+    ) s WHERE x IS NOT NULL;
+    SELECT coalesce(array_agg(l.id), '{}'), array_agg(l.currency::text), array_agg(l.status),
+           array_agg(l.debits_must_not_exceed_credits), array_agg(l.credits_must_not_exceed_debits),
+           array_agg(l.limit_minor), array_agg(l.debits_pending), array_agg(l.debits_posted),
+           array_agg(l.credits_pending), array_agg(l.credits_posted)
+      INTO a_id, a_currency, a_status, a_dmnec, a_cmned, a_limit, a_dp, a_dpo, a_cp, a_cpo
+      FROM (SELECT * FROM ledger.accounts a WHERE a.id = ANY (lock_ids) ORDER BY a.id FOR NO KEY UPDATE) l;
+
+    -- 3. Ids that already exist (read after the locks, so a concurrent batch on the same accounts
     --    that committed first is seen).
     SELECT coalesce(array_agg(t.id), '{}'), coalesce(array_agg(t.request_hash), '{}'),
            coalesce(array_agg(t.created_at), '{}'), coalesce(array_agg(t.amount_minor), '{}')
       INTO ex_ids, ex_hash, ex_created, ex_amount
       FROM ledger.transfers t
-     WHERE t.id IN (SELECT (e->>'id')::uuid FROM jsonb_array_elements(p_batch) e);
+     WHERE t.id = ANY (t_id);
 
-    -- 3. Apply each transfer.
+    -- 4. Fast path: new posted or pending transfers that all succeed. Running sums per account in
+    --    batch order give each leg the balance it would see one transfer at a time; when no leg breaks
+    --    a rule, applying them one by one and applying them at once are the same, so write in bulk.
+    IF simple AND cardinality(ex_ids) = 0 THEN
+        SELECT count(*) INTO n_bad FROM (
+            SELECT l.acc, l.currency,
+                   sum(l.dpo) OVER w AS s_dpo, sum(l.dp) OVER w AS s_dp,
+                   sum(l.cpo) OVER w AS s_cpo, sum(l.cp) OVER w AS s_cp
+              FROM (SELECT u.ord, u.debit AS acc, u.currency,
+                           CASE WHEN u.type = 'posted' THEN u.amount ELSE 0 END AS dpo,
+                           CASE WHEN u.type = 'pending' THEN u.amount ELSE 0 END AS dp, 0 AS cpo, 0 AS cp
+                      FROM unnest(t_debit, t_currency, t_type, t_amount)
+                           WITH ORDINALITY AS u(debit, currency, type, amount, ord)
+                    UNION ALL
+                    SELECT u.ord, u.credit, u.currency, 0, 0,
+                           CASE WHEN u.type = 'posted' THEN u.amount ELSE 0 END,
+                           CASE WHEN u.type = 'pending' THEN u.amount ELSE 0 END
+                      FROM unnest(t_credit, t_currency, t_type, t_amount)
+                           WITH ORDINALITY AS u(credit, currency, type, amount, ord)) l
+            WINDOW w AS (PARTITION BY l.acc ORDER BY l.ord ROWS UNBOUNDED PRECEDING)
+        ) rs LEFT JOIN unnest(a_id, a_currency, a_status, a_dmnec, a_cmned, a_limit, a_dp, a_dpo, a_cp, a_cpo)
+                 AS a(id, currency, status, debits_must_not_exceed_credits, credits_must_not_exceed_debits,
+                      limit_minor, debits_pending, debits_posted, credits_pending, credits_posted)
+                 ON a.id = rs.acc
+         WHERE a.id IS NULL OR a.status <> 'open' OR a.currency <> rs.currency
+            OR a.debits_posted + a.debits_pending + rs.s_dpo + rs.s_dp > max_amount
+            OR a.credits_posted + a.credits_pending + rs.s_cpo + rs.s_cp > max_amount
+            OR (a.debits_must_not_exceed_credits
+                AND a.debits_posted + a.debits_pending + rs.s_dpo + rs.s_dp - a.credits_posted - rs.s_cpo
+                    > a.limit_minor)
+            OR (a.credits_must_not_exceed_debits
+                AND a.credits_posted + a.credits_pending + rs.s_cpo + rs.s_cp - a.debits_posted - rs.s_dpo
+                    > a.limit_minor);
+        IF n_bad = 0 THEN
+            INSERT INTO ledger.transfers (id, type, debit_account_id, credit_account_id, amount_minor, currency,
+                                          code, timeout_s, expires_at, metadata, request_hash, created_at)
+            SELECT u.id, u.type, u.debit, u.credit, u.amount, u.currency, u.code, u.timeout_s,
+                   CASE WHEN u.timeout_s IS NULL THEN NULL ELSE p_now + make_interval(secs => u.timeout_s) END,
+                   coalesce(u.metadata, '{}'::jsonb), u.hash, p_now
+              FROM unnest(t_id, t_type, t_debit, t_credit, t_amount, t_currency, t_code, t_timeout, t_metadata,
+                          t_hash) AS u(id, type, debit, credit, amount, currency, code, timeout_s, metadata, hash);
+            IF 'pending' = ANY (t_type) THEN
+                INSERT INTO ledger.open_holds (transfer_id, expires_at)
+                SELECT u.id, CASE WHEN u.timeout_s IS NULL THEN NULL
+                                  ELSE p_now + make_interval(secs => u.timeout_s) END
+                  FROM unnest(t_id, t_type, t_timeout) AS u(id, type, timeout_s) WHERE u.type = 'pending';
+            END IF;
+            UPDATE ledger.accounts a
+               SET debits_posted = a.debits_posted + d.dpo, debits_pending = a.debits_pending + d.dp,
+                   credits_posted = a.credits_posted + d.cpo, credits_pending = a.credits_pending + d.cp
+              FROM (SELECT l.acc, sum(l.dpo)::bigint AS dpo, sum(l.dp)::bigint AS dp,
+                           sum(l.cpo)::bigint AS cpo, sum(l.cp)::bigint AS cp
+                      FROM (SELECT u.debit AS acc,
+                                   CASE WHEN u.type = 'posted' THEN u.amount ELSE 0 END AS dpo,
+                                   CASE WHEN u.type = 'pending' THEN u.amount ELSE 0 END AS dp,
+                                   0 AS cpo, 0 AS cp
+                              FROM unnest(t_debit, t_type, t_amount) AS u(debit, type, amount)
+                            UNION ALL
+                            SELECT u.credit, 0, 0,
+                                   CASE WHEN u.type = 'posted' THEN u.amount ELSE 0 END,
+                                   CASE WHEN u.type = 'pending' THEN u.amount ELSE 0 END
+                              FROM unnest(t_credit, t_type, t_amount) AS u(credit, type, amount)) l
+                     GROUP BY l.acc) d
+             WHERE a.id = d.acc;
+            INSERT INTO platform.outbox (event_id, topic, payload, created_at)
+            VALUES (gen_random_uuid(), 'ledger.transfers_created',
+                    jsonb_build_object('count', n, 'id', to_jsonb(t_id), 'type', to_jsonb(t_type),
+                        'debit_account_id', to_jsonb(t_debit), 'credit_account_id', to_jsonb(t_credit),
+                        'amount_minor', to_jsonb(t_amount), 'currency', to_jsonb(t_currency),
+                        'code', to_jsonb(t_code), 'pending_id', to_jsonb(array_fill(NULL::uuid, ARRAY[n]))),
+                    p_now);
+            RETURN QUERY SELECT u.ord::integer, 'created'::text, p_now, u.amount
+                           FROM unnest(t_amount) WITH ORDINALITY AS u(amount, ord);
+            RETURN;
+        END IF;
+    END IF;
+
+    -- 5. The general path: apply each transfer in order.
     FOR r IN
         SELECT x.ord::integer AS ord, x.id, x.type, x.debit, x.credit, x.amount, x.currency, x.code,
-               x.pending_id, x.timeout_s, x.reversal_of, x.metadata, decode(x.hash, 'hex') AS hash,
-               coalesce(x.linked, false) AS linked
-          FROM ROWS FROM (jsonb_to_recordset(p_batch)
-                   AS (id uuid, type text, debit uuid, credit uuid, amount bigint, currency text,
-                       code integer, pending_id uuid, timeout_s integer, reversal_of uuid,
-                       metadata jsonb, hash text, linked boolean)) WITH ORDINALITY
+               x.pending_id, x.timeout_s, x.reversal_of, x.metadata, x.hash, coalesce(x.linked, false) AS linked
+          FROM unnest(t_id, t_type, t_debit, t_credit, t_amount, t_currency, t_code, t_pending, t_timeout,
+                      t_reversal, t_metadata, t_hash, t_linked) WITH ORDINALITY
                AS x(id, type, debit, credit, amount, currency, code, pending_id, timeout_s, reversal_of,
                     metadata, hash, linked, ord)
          ORDER BY x.ord
@@ -480,7 +593,7 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- 4. Write what succeeded, in bulk.
+    -- 6. Write what succeeded, in bulk.
     IF cardinality(nw_ids) > 0 THEN
         INSERT INTO ledger.transfers (id, type, debit_account_id, credit_account_id, amount_minor, currency,
                                       code, pending_id, timeout_s, expires_at, reversal_of, metadata,
@@ -494,14 +607,12 @@ BEGIN
             DELETE FROM ledger.open_holds h WHERE h.transfer_id = ANY (resolved_db);
         END IF;
         INSERT INTO platform.outbox (event_id, topic, payload, created_at)
-        SELECT gen_random_uuid(), 'ledger.transfers_created',
-               jsonb_build_object('transfers', jsonb_agg(jsonb_build_object(
-                   'id', u.id, 'type', u.type, 'debit_account_id', u.debit, 'credit_account_id', u.credit,
-                   'amount_minor', u.amount, 'currency', u.currency, 'code', u.code,
-                   'pending_id', u.pending) ORDER BY u.ord)),
-               p_now
-          FROM unnest(nw_ids, nw_type, nw_debit, nw_credit, nw_amount, nw_currency, nw_code, nw_pending)
-               WITH ORDINALITY AS u(id, type, debit, credit, amount, currency, code, pending, ord);
+        VALUES (gen_random_uuid(), 'ledger.transfers_created',
+                jsonb_build_object('count', cardinality(nw_ids), 'id', to_jsonb(nw_ids), 'type', to_jsonb(nw_type),
+                    'debit_account_id', to_jsonb(nw_debit), 'credit_account_id', to_jsonb(nw_credit),
+                    'amount_minor', to_jsonb(nw_amount), 'currency', to_jsonb(nw_currency),
+                    'code', to_jsonb(nw_code), 'pending_id', to_jsonb(nw_pending)),
+                p_now);
     END IF;
 
     RETURN QUERY SELECT o.i::integer, o.res, o.created, o.amount
