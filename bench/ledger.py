@@ -61,10 +61,10 @@ MAX_AMOUNT_MINOR = 10_000
 BANK_ACCOUNTS = 100
 PGBENCH_SCALE = 10
 TARGETS = {"single": 1.0, "hot": 0.85, "batch": 10.0}
-#: inflight_max 2 was best for the single and hot cases on a 2-core machine (1 about as good; 4 and 8
-#: worse: more, smaller calls). The pool only has to hold inflight_max connections; a pool smaller than
-#: inflight_max opens and closes an overflow connection per call, which cost 40-50% of the throughput.
-DEFAULT_INFLIGHT = 2
+#: inflight_max 1 is best for the single and hot cases on a 2-core machine: every waiting request leaves in
+#: one call (8 clients: 8 transfers a call); 2 gave about 0.9 of it, more was worse (more, smaller calls).
+#: The ledger's transfer calls use a driver pool of exactly inflight_max connections.
+DEFAULT_INFLIGHT = 1
 DEFAULT_POOL_SIZE = 10
 
 

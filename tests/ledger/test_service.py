@@ -197,3 +197,19 @@ async def test_account_transfers_pages_newest_first(ledger: LedgerService) -> No
     seen = [t.id for t in first.items + second.items + third.items]
     assert seen == list(reversed(ids))
     assert third.next_cursor is None
+
+
+async def test_order_inside_a_batch_decides_what_an_empty_account_can_pay(ledger: LedgerService) -> None:
+    """Credits earlier in a batch fund debits later in it; not the other way round."""
+    bank = await open_funding(ledger)
+    alice = await open_account(ledger)
+    bob = await open_account(ledger)
+
+    funded_first = await ledger.submit_batch([transfer(bank, alice, 100), transfer(alice, bob, 100)], atomic=False)
+    spent_first = await ledger.submit_batch([transfer(alice, bob, 100), transfer(bank, alice, 100)], atomic=False)
+
+    assert [r.status for r in funded_first] == [ResultStatus.CREATED, ResultStatus.CREATED]
+    assert [r.code for r in spent_first] == ["exceeds_credits", None]
+    account = await ledger.get_account(alice)
+    assert account.balances.available(account.kind) == 100
+    assert await ledger.verify() == []

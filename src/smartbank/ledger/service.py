@@ -18,7 +18,6 @@ from typing import Final
 import psycopg
 from prometheus_client import Counter, Histogram
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smartbank.kernel.clock import Clock
 from smartbank.kernel.errors import DomainError, ErrorCode
@@ -102,14 +101,15 @@ class LedgerService:
         clock: Clock,
         *,
         batch_max: int = MAX_BATCH,
-        inflight_max: int = 2,
+        inflight_max: int = 1,
         after_commit: Callable[[], None] | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
         # The transfer function is one statement: run it in autocommit, so that call and commit
         # are a single round trip.
-        self._autocommit: AsyncEngine = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._pool = db.driver_pool(inflight_max, "ledger")
+        self._pool_ready: asyncio.Future[None] | None = None
         self._after_commit = after_commit
         self._group = _GroupCommit(self._execute, batch_max=min(batch_max, MAX_BATCH), inflight_max=inflight_max)
 
@@ -241,18 +241,14 @@ class LedgerService:
 
     async def _execute(self, batch: list[TransferRequest]) -> list[TransferResult]:
         params: dict[str, object] = {"now": self._clock.now(), **batch_columns(batch)}
+        if self._pool_ready is None:
+            self._pool_ready = asyncio.ensure_future(self._pool.open(wait=True))
+        await self._pool_ready
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                async with self._autocommit.connect() as conn:
-                    raw = (await conn.get_raw_connection()).driver_connection
-                    invariant(raw is not None, "pooled connection has no driver connection")
-                    assert raw is not None
-                    try:
-                        cursor = await raw.execute(_CREATE_SQL, params)
-                        rows = await cursor.fetchall()
-                    except psycopg.OperationalError:
-                        await conn.invalidate()  # the connection is gone: never hand it out again
-                        raise
+                async with self._pool.connection() as conn:  # a broken connection is discarded by the pool
+                    cursor = await conn.execute(_CREATE_SQL, params)
+                    rows = await cursor.fetchall()
                 break
             except psycopg.Error as exc:
                 if attempt == MAX_ATTEMPTS or not _is_transient(exc):

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from psycopg import AsyncConnection as DriverConnection
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -59,10 +61,33 @@ def create_engine(url: str, settings: Settings, **kwargs: Any) -> AsyncEngine:
 
 
 class Database:
-    """Holds the engine; use cases open one transaction each through :meth:`transaction`."""
+    """Holds the engine; use cases open one transaction each through :meth:`transaction`.
+
+    Hot paths that are a single statement (the ledger's transfer call) may instead take an
+    autocommit driver connection from :meth:`driver_pool`, skipping the ORM layer entirely.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._driver_pools: list[AsyncConnectionPool[DriverConnection[Any]]] = []
+
+    def driver_pool(self, size: int, name: str) -> AsyncConnectionPool[DriverConnection[Any]]:
+        """A pool of ``size`` autocommit psycopg connections to the same database (opened on first use)."""
+        url = self.engine.url
+        pool: AsyncConnectionPool[DriverConnection[Any]] = AsyncConnectionPool(
+            libpq_url(url.render_as_string(hide_password=False)),
+            min_size=size,
+            max_size=size,
+            name=name,
+            open=False,
+            kwargs={
+                "autocommit": True,
+                "options": "-c TimeZone=UTC",
+                "application_name": f"smartbank-{name}",
+            },
+        )
+        self._driver_pools.append(pool)
+        return pool
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -84,4 +109,6 @@ class Database:
         return version
 
     async def dispose(self) -> None:
+        for pool in self._driver_pools:
+            await pool.close()
         await self.engine.dispose()

@@ -174,6 +174,9 @@ DECLARE
     i integer; k integer;
     lock_ids uuid[];
     simple boolean; n_bad bigint;
+    -- per account: the batch's currencies (lowest, highest) and total changes
+    d_acc uuid[]; d_cur_lo text[]; d_cur_hi text[]; d_dpo numeric[]; d_dp numeric[]; d_cpo numeric[];
+    d_cp numeric[];
     -- the locked accounts, in id order
     a_id uuid[]; a_currency text[]; a_status text[]; a_dmnec boolean[]; a_cmned boolean[]; a_limit bigint[];
     a_dp bigint[]; a_dpo bigint[]; a_cp bigint[]; a_cpo bigint[];
@@ -211,15 +214,18 @@ BEGIN
       FROM ledger.transfers t
      WHERE t.id = ANY (t_id);
 
-    -- 4. Fast path: new posted or pending transfers that all succeed. Running sums per account in
-    --    batch order give each leg the balance it would see one transfer at a time; when no leg breaks
-    --    a rule, applying them one by one and applying them at once are the same, so write in bulk.
+    -- 4. Fast path: new posted or pending transfers that all succeed. Each account's total change is
+    --    summed once (and reused for the update). If every account could take its batch debits before
+    --    any of its batch credits, every order works; otherwise running sums in batch order give each leg
+    --    the balance it would see one transfer at a time. When no leg breaks a rule, applying the
+    --    transfers one by one and applying them at once are the same, so write in bulk.
     IF simple AND cardinality(ex_ids) = 0 THEN
-        SELECT count(*) INTO n_bad FROM (
-            SELECT l.acc, l.currency,
-                   sum(l.dpo) OVER w AS s_dpo, sum(l.dp) OVER w AS s_dp,
-                   sum(l.cpo) OVER w AS s_cpo, sum(l.cp) OVER w AS s_cp
-              FROM (SELECT u.ord, u.debit AS acc, u.currency,
+        SELECT array_agg(g.acc), array_agg(g.cur_lo), array_agg(g.cur_hi), array_agg(g.dpo), array_agg(g.dp),
+               array_agg(g.cpo), array_agg(g.cp)
+          INTO d_acc, d_cur_lo, d_cur_hi, d_dpo, d_dp, d_cpo, d_cp
+          FROM (SELECT l.acc, min(l.currency) AS cur_lo, max(l.currency) AS cur_hi, sum(l.dpo) AS dpo,
+                       sum(l.dp) AS dp, sum(l.cpo) AS cpo, sum(l.cp) AS cp
+                  FROM (SELECT u.ord, u.debit AS acc, u.currency,
                            CASE WHEN u.type = 'posted' THEN u.amount ELSE 0 END AS dpo,
                            CASE WHEN u.type = 'pending' THEN u.amount ELSE 0 END AS dp, 0 AS cpo, 0 AS cp
                       FROM unnest(t_debit, t_currency, t_type, t_amount)
@@ -230,20 +236,52 @@ BEGIN
                            CASE WHEN u.type = 'pending' THEN u.amount ELSE 0 END
                       FROM unnest(t_credit, t_currency, t_type, t_amount)
                            WITH ORDINALITY AS u(credit, currency, type, amount, ord)) l
-            WINDOW w AS (PARTITION BY l.acc ORDER BY l.ord ROWS UNBOUNDED PRECEDING)
-        ) rs LEFT JOIN unnest(a_id, a_currency, a_status, a_dmnec, a_cmned, a_limit, a_dp, a_dpo, a_cp, a_cpo)
-                 AS a(id, currency, status, debits_must_not_exceed_credits, credits_must_not_exceed_debits,
-                      limit_minor, debits_pending, debits_posted, credits_pending, credits_posted)
-                 ON a.id = rs.acc
-         WHERE a.id IS NULL OR a.status <> 'open' OR a.currency <> rs.currency
-            OR a.debits_posted + a.debits_pending + rs.s_dpo + rs.s_dp > max_amount
-            OR a.credits_posted + a.credits_pending + rs.s_cpo + rs.s_cp > max_amount
+                 GROUP BY l.acc) g;
+        SELECT count(*) INTO n_bad
+          FROM unnest(d_acc, d_cur_lo, d_cur_hi, d_dpo, d_dp, d_cpo, d_cp)
+               AS g(acc, cur_lo, cur_hi, s_dpo, s_dp, s_cpo, s_cp)
+          LEFT JOIN unnest(a_id, a_currency, a_status, a_dmnec, a_cmned, a_limit, a_dp, a_dpo, a_cp, a_cpo)
+               AS a(id, currency, status, debits_must_not_exceed_credits, credits_must_not_exceed_debits,
+                    limit_minor, debits_pending, debits_posted, credits_pending, credits_posted)
+               ON a.id = g.acc
+         WHERE a.id IS NULL OR a.status <> 'open' OR g.cur_lo <> a.currency OR g.cur_hi <> a.currency
+            OR a.debits_posted + a.debits_pending + g.s_dpo + g.s_dp > max_amount
+            OR a.credits_posted + a.credits_pending + g.s_cpo + g.s_cp > max_amount
             OR (a.debits_must_not_exceed_credits
-                AND a.debits_posted + a.debits_pending + rs.s_dpo + rs.s_dp - a.credits_posted - rs.s_cpo
-                    > a.limit_minor)
+                AND a.debits_posted + a.debits_pending + g.s_dpo + g.s_dp - a.credits_posted > a.limit_minor)
             OR (a.credits_must_not_exceed_debits
-                AND a.credits_posted + a.credits_pending + rs.s_cpo + rs.s_cp - a.debits_posted - rs.s_dpo
-                    > a.limit_minor);
+                AND a.credits_posted + a.credits_pending + g.s_cpo + g.s_cp - a.debits_posted > a.limit_minor);
+        IF n_bad > 0 THEN
+            SELECT count(*) INTO n_bad FROM (
+                SELECT l.acc, l.currency,
+                       sum(l.dpo) OVER w AS s_dpo, sum(l.dp) OVER w AS s_dp,
+                       sum(l.cpo) OVER w AS s_cpo, sum(l.cp) OVER w AS s_cp
+                  FROM (SELECT u.ord, u.debit AS acc, u.currency,
+                               CASE WHEN u.type = 'posted' THEN u.amount ELSE 0 END AS dpo,
+                               CASE WHEN u.type = 'pending' THEN u.amount ELSE 0 END AS dp, 0 AS cpo, 0 AS cp
+                          FROM unnest(t_debit, t_currency, t_type, t_amount)
+                               WITH ORDINALITY AS u(debit, currency, type, amount, ord)
+                        UNION ALL
+                        SELECT u.ord, u.credit, u.currency, 0, 0,
+                               CASE WHEN u.type = 'posted' THEN u.amount ELSE 0 END,
+                               CASE WHEN u.type = 'pending' THEN u.amount ELSE 0 END
+                          FROM unnest(t_credit, t_currency, t_type, t_amount)
+                               WITH ORDINALITY AS u(credit, currency, type, amount, ord)) l
+                WINDOW w AS (PARTITION BY l.acc ORDER BY l.ord ROWS UNBOUNDED PRECEDING)
+            ) rs LEFT JOIN unnest(a_id, a_currency, a_status, a_dmnec, a_cmned, a_limit, a_dp, a_dpo, a_cp, a_cpo)
+                     AS a(id, currency, status, debits_must_not_exceed_credits, credits_must_not_exceed_debits,
+                          limit_minor, debits_pending, debits_posted, credits_pending, credits_posted)
+                     ON a.id = rs.acc
+             WHERE a.id IS NULL OR a.status <> 'open' OR a.currency <> rs.currency
+                OR a.debits_posted + a.debits_pending + rs.s_dpo + rs.s_dp > max_amount
+                OR a.credits_posted + a.credits_pending + rs.s_cpo + rs.s_cp > max_amount
+                OR (a.debits_must_not_exceed_credits
+                    AND a.debits_posted + a.debits_pending + rs.s_dpo + rs.s_dp - a.credits_posted - rs.s_cpo
+                        > a.limit_minor)
+                OR (a.credits_must_not_exceed_debits
+                    AND a.credits_posted + a.credits_pending + rs.s_cpo + rs.s_cp - a.debits_posted - rs.s_dpo
+                        > a.limit_minor);
+        END IF;
         IF n_bad = 0 THEN
             INSERT INTO ledger.transfers (id, type, debit_account_id, credit_account_id, amount_minor, currency,
                                           code, timeout_s, expires_at, metadata, request_hash, created_at)
@@ -261,19 +299,7 @@ BEGIN
             UPDATE ledger.accounts a
                SET debits_posted = a.debits_posted + d.dpo, debits_pending = a.debits_pending + d.dp,
                    credits_posted = a.credits_posted + d.cpo, credits_pending = a.credits_pending + d.cp
-              FROM (SELECT l.acc, sum(l.dpo)::bigint AS dpo, sum(l.dp)::bigint AS dp,
-                           sum(l.cpo)::bigint AS cpo, sum(l.cp)::bigint AS cp
-                      FROM (SELECT u.debit AS acc,
-                                   CASE WHEN u.type = 'posted' THEN u.amount ELSE 0 END AS dpo,
-                                   CASE WHEN u.type = 'pending' THEN u.amount ELSE 0 END AS dp,
-                                   0 AS cpo, 0 AS cp
-                              FROM unnest(t_debit, t_type, t_amount) AS u(debit, type, amount)
-                            UNION ALL
-                            SELECT u.credit, 0, 0,
-                                   CASE WHEN u.type = 'posted' THEN u.amount ELSE 0 END,
-                                   CASE WHEN u.type = 'pending' THEN u.amount ELSE 0 END
-                              FROM unnest(t_credit, t_type, t_amount) AS u(credit, type, amount)) l
-                     GROUP BY l.acc) d
+              FROM unnest(d_acc, d_dpo, d_dp, d_cpo, d_cp) AS d(acc, dpo, dp, cpo, cp)
              WHERE a.id = d.acc;
             INSERT INTO platform.outbox (event_id, topic, payload, created_at)
             VALUES (gen_random_uuid(), 'ledger.transfers_created',
