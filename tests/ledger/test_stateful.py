@@ -78,16 +78,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert got == expected, f"{request}: ledger said {got}, model said {expected}"
         self.requests.append(request)
 
-    @rule(
-        debit=accounts,
-        credit=accounts,
-        amount=amounts,
-        currency=st.sampled_from(CURRENCIES),
-        pending=st.booleans(),
-    )
-    def transfer(self, debit: uuid.UUID, credit: uuid.UUID, amount: int, currency: str, pending: bool) -> None:
-        if debit == credit:
-            return
+    def _transfer(self, debit: uuid.UUID, credit: uuid.UUID, amount: int, currency: str, pending: bool) -> None:
         request = TransferRequest(
             id=new_id(),
             type=TransferType.PENDING if pending else TransferType.POSTED,
@@ -99,6 +90,18 @@ class LedgerMachine(RuleBasedStateMachine):
         )
         self._check(request, self.model.apply(request))
 
+    @rule(
+        debit=accounts,
+        credit=accounts,
+        amount=amounts,
+        currency=st.sampled_from(CURRENCIES),
+        pending=st.booleans(),
+    )
+    def transfer(self, debit: uuid.UUID, credit: uuid.UUID, amount: int, currency: str, pending: bool) -> None:
+        if debit == credit:
+            return
+        self._transfer(debit, credit, amount, currency, pending)
+
     @rule(debit=accounts, credit=accounts, delta=st.sampled_from([-1, 0, 1]), pending=st.booleans())
     def transfer_at_the_limit(self, debit: uuid.UUID, credit: uuid.UUID, delta: int, pending: bool) -> None:
         """Probe the balance limit exactly: the available amount, one less and one more."""
@@ -108,16 +111,7 @@ class LedgerMachine(RuleBasedStateMachine):
         amount = account.cpo + account.limit - account.dpo - account.dp + delta
         if amount < 1:
             return
-        request = TransferRequest(
-            id=new_id(),
-            type=TransferType.PENDING if pending else TransferType.POSTED,
-            debit_account_id=debit,
-            credit_account_id=credit,
-            amount_minor=amount,
-            currency=account.currency,
-            code=1,
-        )
-        self._check(request, self.model.apply(request))
+        self._transfer(debit, credit, amount, account.currency, pending)
 
     @rule(credit=accounts, amount=amounts)
     def transfer_from_unknown_account(self, credit: uuid.UUID, amount: int) -> None:
