@@ -106,8 +106,8 @@ class LedgerService:
     ) -> None:
         self._db = db
         self._clock = clock
-        # The transfer function is one statement: run it in autocommit, so that call and commit
-        # are a single round trip.
+        # The transfer function is one statement: it runs on autocommit driver connections, so that
+        # call and commit are a single round trip.
         self._pool = db.driver_pool(inflight_max, "ledger")
         self._pool_ready: asyncio.Future[None] | None = None
         self._after_commit = after_commit

@@ -67,8 +67,9 @@ class Database:
     autocommit driver connection from :meth:`driver_pool`, skipping the ORM layer entirely.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, statement_timeout_ms: int = 30_000) -> None:
         self.engine = engine
+        self.statement_timeout_ms = statement_timeout_ms
         self._driver_pools: list[AsyncConnectionPool[DriverConnection[Any]]] = []
 
     def driver_pool(self, size: int, name: str) -> AsyncConnectionPool[DriverConnection[Any]]:
@@ -82,7 +83,7 @@ class Database:
             open=False,
             kwargs={
                 "autocommit": True,
-                "options": "-c TimeZone=UTC",
+                "options": f"-c statement_timeout={self.statement_timeout_ms} -c TimeZone=UTC",
                 "application_name": f"smartbank-{name}",
             },
         )

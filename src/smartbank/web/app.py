@@ -44,7 +44,7 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, database_url: str, clock: Clock | None = None) -> Runtime:
-        db = Database(create_engine(database_url, settings))
+        db = Database(create_engine(database_url, settings), statement_timeout_ms=settings.db_statement_timeout_ms)
         clock = clock or SystemClock()
         relay = OutboxRelay(db)
         ledger = LedgerService(
