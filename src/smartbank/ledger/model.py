@@ -160,14 +160,14 @@ class TransferRequest:
         canonical = orjson.dumps(
             [
                 self.type.value,
-                _s(self.debit_account_id),
-                _s(self.credit_account_id),
+                self.debit_account_id,  # orjson writes a UUID as its canonical string
+                self.credit_account_id,
                 self.amount_minor,
                 self.currency,
                 self.code,
-                _s(self.pending_id),
+                self.pending_id,
                 self.timeout_s,
-                _s(self.reversal_of),
+                self.reversal_of,
                 self.metadata,
             ],
             option=orjson.OPT_SORT_KEYS,
@@ -175,8 +175,16 @@ class TransferRequest:
         return hashlib.sha256(canonical).digest()
 
 
-def batch_columns(batch: Sequence[TransferRequest]) -> dict[str, list[Any]]:
-    """The batch as the column arrays ``ledger.create_transfers`` takes (one list per field)."""
+def batch_columns(batch: Sequence[TransferRequest]) -> dict[str, list[Any] | None]:
+    """The batch as the column arrays ``ledger.create_transfers`` takes (one list per field).
+
+    A column that is empty for every transfer (no post, void, timeout, reversal, metadata or link in
+    the batch) is sent as NULL: the function reads a missing column as all NULL.
+    """
+
+    def optional(values: list[Any]) -> list[Any] | None:
+        return values if any(v is not None for v in values) else None
+
     return {
         "id": [r.id for r in batch],
         "type": [r.type.value for r in batch],
@@ -185,17 +193,13 @@ def batch_columns(batch: Sequence[TransferRequest]) -> dict[str, list[Any]]:
         "amount": [r.amount_minor for r in batch],
         "currency": [r.currency for r in batch],
         "code": [r.code for r in batch],
-        "pending": [r.pending_id for r in batch],
-        "timeout": [r.timeout_s for r in batch],
-        "reversal": [r.reversal_of for r in batch],
-        "metadata": [orjson.dumps(r.metadata).decode() if r.metadata else None for r in batch],
+        "pending": optional([r.pending_id for r in batch]),
+        "timeout": optional([r.timeout_s for r in batch]),
+        "reversal": optional([r.reversal_of for r in batch]),
+        "metadata": optional([orjson.dumps(r.metadata).decode() if r.metadata else None for r in batch]),
         "hash": [r.fingerprint() for r in batch],
-        "linked": [r.linked for r in batch],
+        "linked": [r.linked for r in batch] if any(r.linked for r in batch) else None,
     }
-
-
-def _s(value: uuid.UUID | None) -> str | None:
-    return None if value is None else str(value)
 
 
 def check_amount(amount_minor: int) -> None:

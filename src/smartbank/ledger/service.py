@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -261,10 +262,10 @@ class LedgerService:
             for request, (_, result, created_at, amount) in zip(batch, sorted(rows), strict=True)
         ]
         BATCH_SIZE.observe(len(batch))
-        created = 0
-        for result in results:
-            TRANSFERS.labels(result.code or result.status.value).inc()
-            created += result.status is ResultStatus.CREATED
+        outcomes = collections.Counter(result.code or result.status.value for result in results)
+        for outcome, count in outcomes.items():
+            TRANSFERS.labels(outcome).inc(count)
+        created = outcomes[ResultStatus.CREATED.value]
         if created and self._after_commit is not None:
             self._after_commit()
         return results
