@@ -109,6 +109,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    head = head_revision()  # read the migration scripts once, not on every readiness probe
     app.include_router(ledger_router)
 
     @app.get("/healthz", tags=["operations"])
@@ -120,7 +121,6 @@ def create_app(
     async def readyz(request: Request) -> JSONResponse:
         """The database answers and its schema is at the newest migration."""
         runtime: Runtime = request.app.state.runtime
-        head = head_revision()
         try:
             async with runtime.db.connect() as conn:
                 current = None
