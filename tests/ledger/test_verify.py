@@ -70,3 +70,24 @@ async def test_database_refuses_a_balance_that_breaks_its_flag(fresh_database) -
     _, alice = await _populated(url)
     with psycopg.connect(url, autocommit=True) as conn, pytest.raises(psycopg.errors.CheckViolation):
         conn.execute("UPDATE ledger.accounts SET debits_posted = 1001 WHERE id = %s", (alice,))
+
+
+async def test_verify_detects_a_void_of_a_transfer_that_does_not_exist(fresh_database) -> None:  # type: ignore[no-untyped-def]
+    url = fresh_database()
+    bank, alice = await _populated(url)
+    missing = "0190f5a8-0000-7000-8000-000000000001"
+    with psycopg.connect(url, autocommit=True) as conn:
+        # Written behind the transfer function's back: nothing in the schema refuses it, verify must.
+        conn.execute(
+            """
+            INSERT INTO ledger.transfers (id, type, debit_account_id, credit_account_id, amount_minor, currency,
+                                          code, pending_id, request_hash, created_at)
+            VALUES (gen_random_uuid(), 'void_pending', %s, %s, 5, 'CNY', 1, %s, '\\x00', now())
+            """,
+            (bank, alice, missing),
+        )
+    broken = _verify(url)
+    assert broken.returncode == 1
+    assert "every post, void and reversal points at an existing transfer" in broken.stdout
+    assert missing in broken.stdout
+    assert "balances equal the sums of their transfers" not in broken.stdout

@@ -176,6 +176,23 @@ VERIFY_CHECKS: dict[str, str] = {
           LEFT JOIN ledger.accounts c ON c.id = t.credit_account_id
          WHERE d.id IS NULL OR c.id IS NULL OR d.currency <> t.currency OR c.currency <> t.currency
     """,
+    "every post, void and reversal points at an existing transfer": """
+        SELECT r.id, 'pending_id' AS reference, r.pending_id AS missing
+          FROM ledger.transfers r LEFT JOIN ledger.transfers p ON p.id = r.pending_id
+         WHERE r.pending_id IS NOT NULL AND p.id IS NULL
+        UNION ALL
+        SELECT r.id, 'reversal_of', r.reversal_of
+          FROM ledger.transfers r LEFT JOIN ledger.transfers o ON o.id = r.reversal_of
+         WHERE r.reversal_of IS NOT NULL AND o.id IS NULL
+    """,
+    "reversals undo posted transfers, along their accounts, within their amount": """
+        SELECT o.id, sum(r.amount_minor) AS reversed, o.amount_minor
+          FROM ledger.transfers r JOIN ledger.transfers o ON o.id = r.reversal_of
+         GROUP BY o.id, o.amount_minor, o.type
+        HAVING o.type NOT IN ('posted', 'post_pending') OR sum(r.amount_minor) > o.amount_minor
+            OR bool_or(r.debit_account_id <> o.credit_account_id OR r.credit_account_id <> o.debit_account_id
+                       OR r.currency <> o.currency OR r.type <> 'posted')
+    """,
     "post and void amounts stay within their pending transfer": """
         SELECT r.id FROM ledger.transfers r JOIN ledger.transfers p ON p.id = r.pending_id
          WHERE p.type <> 'pending' OR r.amount_minor > p.amount_minor

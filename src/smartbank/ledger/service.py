@@ -52,6 +52,7 @@ MAX_ATTEMPTS: Final = 5
 _TRANSIENT_SQLSTATES: Final = frozenset({"40001", "40P01", "23505", "57P01", "08000", "08003", "08006"})
 
 TRANSFERS = Counter("smartbank_ledger_transfers_total", "Transfer requests by result", ["result"])
+RETRIES = Counter("smartbank_ledger_retries_total", "Transfer calls retried after a transient failure", ["sqlstate"])
 BATCH_SIZE = Histogram(
     "smartbank_ledger_batch_size",
     "Transfers per database call",
@@ -65,6 +66,10 @@ SELECT idx, result, created_at, amount_minor FROM ledger.create_transfers(
     %(currency)b::text[], %(code)b::integer[], %(pending)b::uuid[], %(timeout)b::integer[], %(reversal)b::uuid[],
     %(metadata)b::text[]::jsonb[], %(hash)b::bytea[], %(linked)b::boolean[])
 """
+
+
+#: The transfer function's single answer row when every transfer of the call was created.
+ALL_CREATED: Final = "all_created"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +108,16 @@ class LedgerService:
         *,
         batch_max: int = MAX_BATCH,
         inflight_max: int = 1,
+        batch_concurrency: int = 2,
         after_commit: Callable[[], None] | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
         # The transfer function is one statement: it runs on autocommit driver connections, so that
-        # call and commit are a single round trip.
-        self._pool = db.driver_pool(inflight_max, "ledger")
+        # call and commit are a single round trip. Merged single transfers use at most inflight_max of
+        # them, client batches at most batch_concurrency: neither starves the other.
+        self._pool = db.driver_pool(inflight_max + batch_concurrency, "ledger")
+        self._batch_slots = asyncio.Semaphore(batch_concurrency)
         self._pool_ready: asyncio.Future[None] | None = None
         self._after_commit = after_commit
         self._group = _GroupCommit(self._execute, batch_max=min(batch_max, MAX_BATCH), inflight_max=inflight_max)
@@ -238,7 +246,8 @@ class LedgerService:
         validate_batch(batch)
         if any(r.type is TransferType.EXPIRE_PENDING for r in batch):
             raise DomainError(LedgerErrorCode.INVALID_TRANSFER, "only the expiry job expires holds", field="type")
-        return await self._execute(batch)
+        async with self._batch_slots:
+            return await self._execute(batch)
 
     async def _execute(self, batch: list[TransferRequest]) -> list[TransferResult]:
         params: dict[str, object] = {"now": self._clock.now(), **batch_columns(batch)}
@@ -255,12 +264,20 @@ class LedgerService:
                 if attempt == MAX_ATTEMPTS or not _is_transient(exc):
                     raise
                 log.warning("ledger.retry", attempt=attempt, sqlstate=exc.sqlstate)
+                RETRIES.labels(exc.sqlstate or "connection").inc()
                 await asyncio.sleep(0.005 * 2**attempt)
-        invariant(len(rows) == len(batch), "transfer function returned a result per request")
-        results = [
-            result_from_db(request.id, result, created_at, amount)
-            for request, (_, result, created_at, amount) in zip(batch, sorted(rows), strict=True)
-        ]
+        if len(rows) == 1 and rows[0][1] == ALL_CREATED:
+            created_at = rows[0][2]
+            results = [
+                TransferResult(request.id, ResultStatus.CREATED, None, created_at, request.amount_minor)
+                for request in batch
+            ]
+        else:
+            invariant(len(rows) == len(batch), "transfer function returned a result per request")
+            results = [
+                result_from_db(request.id, result, created_at, amount)
+                for request, (_, result, created_at, amount) in zip(batch, sorted(rows), strict=True)
+            ]
         BATCH_SIZE.observe(len(batch))
         outcomes = collections.Counter(result.code or result.status.value for result in results)
         for outcome, count in outcomes.items():
@@ -303,7 +320,8 @@ class LedgerService:
             )
             for pending_id in due
         ]
-        results = await self._execute(batch)
+        async with self._batch_slots:
+            results = await self._execute(batch)
         expired = sum(r.status is ResultStatus.CREATED for r in results)
         if expired:
             log.info("ledger.holds_expired", count=expired)

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     ledger_batch_max: int = Field(default=1000, ge=1, le=1000)
     #: How many merged ledger calls may be in flight at once per process.
     ledger_inflight_max: int = Field(default=1, ge=1, le=32)
+    #: How many client batches (``submit_batch``) may run at once per process, besides the merged calls.
+    ledger_batch_concurrency: int = Field(default=2, ge=1, le=32)
     #: Largest JSON body the HTTP API accepts, in bytes.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)

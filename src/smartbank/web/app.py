@@ -21,6 +21,7 @@ from smartbank.platform import jobs
 from smartbank.platform.db import Database, create_engine, resolve_database_url
 from smartbank.platform.migrate import VERSION_TABLE_SCHEMA, head_revision
 from smartbank.platform.outbox import OutboxRelay
+from smartbank.platform.process import tune_gc
 from smartbank.platform.settings import Settings, get_settings
 from smartbank.web.errors import install_error_handlers
 from smartbank.web.middleware import BodyLimit, RequestContext
@@ -52,12 +53,14 @@ class Runtime:
             clock,
             batch_max=settings.ledger_batch_max,
             inflight_max=settings.ledger_inflight_max,
+            batch_concurrency=settings.ledger_batch_concurrency,
             after_commit=relay.kick,
         )
         return cls(settings, database_url, db, clock, ledger, relay)
 
     async def start_background(self, *, worker: bool) -> None:
         """The outbox relay always; the job worker too when this process is also the worker."""
+        tune_gc()  # start-up is over: what exists now lives as long as the process
         self._tasks.append(asyncio.create_task(self.relay.run(self._stop, self.settings.outbox_poll_interval_s)))
         if worker:
             self._tasks.append(asyncio.create_task(self.run_worker()))

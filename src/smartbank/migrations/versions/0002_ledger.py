@@ -80,10 +80,12 @@ CREATE TABLE ledger.transfers (
     amount_minor      bigint NOT NULL CHECK (amount_minor > 0),
     currency          char(3) NOT NULL,
     code              integer NOT NULL CHECK (code BETWEEN 1 AND 65535),
-    pending_id        uuid NULL REFERENCES ledger.transfers (id),
+    -- Posts, voids and reversals point at an earlier transfer. Not foreign keys either: the function
+    -- reads the transfer it points at before writing, and `ledger verify` checks every reference.
+    pending_id        uuid NULL,
     timeout_s         integer NULL CHECK (timeout_s > 0),
     expires_at        timestamptz NULL,
-    reversal_of       uuid NULL REFERENCES ledger.transfers (id),
+    reversal_of       uuid NULL,
     metadata          jsonb NOT NULL DEFAULT '{}'::jsonb CHECK (pg_column_size(metadata) <= 8192),
     request_hash      bytea NOT NULL,
     created_at        timestamptz NOT NULL,
@@ -130,8 +132,9 @@ CREATE TABLE ledger.open_holds (
 CREATE INDEX open_holds_expiry ON ledger.open_holds (expires_at) WHERE expires_at IS NOT NULL;
 """
 
-# The batch function. Input: a JSON array of transfer requests already validated in Python
-# (well-formed ids, positive bounded amounts, known types). Output: one row per request.
+# The batch function. Input: one array per field of the transfer requests, already validated in Python
+# (well-formed ids, positive bounded amounts, known types). Output: one row per request, in order (idx
+# from 1), or a single row (idx 0, result 'all_created') when the fast path created every transfer.
 FUNCTION = r"""
 -- The two legs of each new transfer, in batch order: what it adds to each side of each account.
 -- A plain SQL function, inlined by the planner into the queries that use it.
@@ -158,6 +161,10 @@ RETURNS TABLE (idx integer, result text, created_at timestamptz, amount_minor bi
 LANGUAGE plpgsql
 -- Plans of the statements below are the same for every batch: plan once per session, not per call.
 SET plan_cache_mode = force_generic_plan
+-- Joins against ledger.accounts are nested loops driven by an id-sorted array, whatever the table's
+-- size, so rows are locked in id order (no deadlock between concurrent calls).
+SET enable_hashjoin = off
+SET enable_mergejoin = off
 AS $fn$
 DECLARE
     max_amount constant bigint := 9223372036854775807;
@@ -193,13 +200,10 @@ DECLARE
     acc record;
     i integer; k integer;
     lock_ids uuid[];
-    simple boolean; n_bad bigint;
+    simple boolean; n_updated bigint;
     -- per account: the batch's currencies (lowest, highest) and total changes
-    d_acc uuid[]; d_cur_lo text[]; d_cur_hi text[]; d_dpo numeric[]; d_dp numeric[]; d_cpo numeric[];
-    d_cp numeric[];
-    -- the locked accounts, in id order
-    a_id uuid[]; a_currency text[]; a_status text[]; a_dmnec boolean[]; a_cmned boolean[]; a_limit bigint[];
-    a_dp bigint[]; a_dpo bigint[]; a_cp bigint[]; a_cpo bigint[];
+    d_acc uuid[]; d_cur_lo text[]; d_cur_hi text[]; d_dpo bigint[]; d_dp bigint[]; d_cpo bigint[];
+    d_cp bigint[];
 BEGIN
     IF n = 0 THEN
         RETURN;
@@ -211,78 +215,48 @@ BEGIN
       INTO simple
       FROM unnest(t_id, t_type, t_reversal, t_debit, t_credit) AS u(id, type, reversal, debit, credit);
 
-    -- 2. Every account this batch may touch, locked in id order (concurrent batches never deadlock)
-    --    and read into arrays.
-    SELECT array_agg(DISTINCT x ORDER BY x) INTO lock_ids FROM (
-        SELECT unnest(t_debit) AS x
-        UNION ALL SELECT unnest(t_credit)
-        UNION ALL SELECT t.debit_account_id FROM ledger.transfers t WHERE t.id = ANY (t_pending)
-        UNION ALL SELECT t.credit_account_id FROM ledger.transfers t WHERE t.id = ANY (t_pending)
-    ) s WHERE x IS NOT NULL;
-    SELECT coalesce(array_agg(l.id), '{}'), array_agg(l.currency::text), array_agg(l.status),
-           array_agg(l.debits_must_not_exceed_credits), array_agg(l.credits_must_not_exceed_debits),
-           array_agg(l.limit_minor), array_agg(l.debits_pending), array_agg(l.debits_posted),
-           array_agg(l.credits_pending), array_agg(l.credits_posted)
-      INTO a_id, a_currency, a_status, a_dmnec, a_cmned, a_limit, a_dp, a_dpo, a_cp, a_cpo
-      FROM (SELECT * FROM ledger.accounts a WHERE a.id = ANY (lock_ids) ORDER BY a.id FOR NO KEY UPDATE) l;
-
-    -- 3. Ids that already exist (read after the locks, so a concurrent batch on the same accounts
-    --    that committed first is seen).
-    SELECT coalesce(array_agg(t.id), '{}'), coalesce(array_agg(t.request_hash), '{}'),
-           coalesce(array_agg(t.created_at), '{}'), coalesce(array_agg(t.amount_minor), '{}')
-      INTO ex_ids, ex_hash, ex_created, ex_amount
-      FROM ledger.transfers t
-     WHERE t.id = ANY (t_id);
-
-    -- 4. Fast path: new posted or pending transfers that all succeed. Each account's total change is
-    --    summed once (and reused for the update). If every account could take its batch debits before
-    --    any of its batch credits, every order works; otherwise running sums in batch order give each leg
-    --    the balance it would see one transfer at a time. When no leg breaks a rule, applying the
-    --    transfers one by one and applying them at once are the same, so write in bulk.
-    IF simple AND cardinality(ex_ids) = 0 THEN
-        SELECT array_agg(g.acc), array_agg(g.cur_lo), array_agg(g.cur_hi), array_agg(g.dpo), array_agg(g.dp),
-               array_agg(g.cpo), array_agg(g.cp)
-          INTO d_acc, d_cur_lo, d_cur_hi, d_dpo, d_dp, d_cpo, d_cp
-          FROM (SELECT l.acc, min(l.currency) AS cur_lo, max(l.currency) AS cur_hi, sum(l.dpo) AS dpo,
-                       sum(l.dp) AS dp, sum(l.cpo) AS cpo, sum(l.cp) AS cp
-                  FROM ledger.batch_legs(t_debit, t_credit, t_currency, t_type, t_amount) l
-                 GROUP BY l.acc) g;
-        SELECT count(*) INTO n_bad
-          FROM unnest(d_acc, d_cur_lo, d_cur_hi, d_dpo, d_dp, d_cpo, d_cp)
-               AS g(acc, cur_lo, cur_hi, s_dpo, s_dp, s_cpo, s_cp)
-          LEFT JOIN unnest(a_id, a_currency, a_status, a_dmnec, a_cmned, a_limit, a_dp, a_dpo, a_cp, a_cpo)
-               AS a(id, currency, status, debits_must_not_exceed_credits, credits_must_not_exceed_debits,
-                    limit_minor, debits_pending, debits_posted, credits_pending, credits_posted)
-               ON a.id = g.acc
-         WHERE a.id IS NULL OR a.status <> 'open' OR g.cur_lo <> a.currency OR g.cur_hi <> a.currency
-            OR a.debits_posted + a.debits_pending + g.s_dpo + g.s_dp > max_amount
-            OR a.credits_posted + a.credits_pending + g.s_cpo + g.s_cp > max_amount
-            OR (a.debits_must_not_exceed_credits
-                AND a.debits_posted + a.debits_pending + g.s_dpo + g.s_dp - a.credits_posted > a.limit_minor)
-            OR (a.credits_must_not_exceed_debits
-                AND a.credits_posted + a.credits_pending + g.s_cpo + g.s_cp - a.debits_posted > a.limit_minor);
-        IF n_bad > 0 THEN
-            SELECT count(*) INTO n_bad FROM (
-                SELECT l.acc, l.currency,
-                       sum(l.dpo) OVER w AS s_dpo, sum(l.dp) OVER w AS s_dp,
-                       sum(l.cpo) OVER w AS s_cpo, sum(l.cp) OVER w AS s_cp
-                  FROM ledger.batch_legs(t_debit, t_credit, t_currency, t_type, t_amount) l
-                WINDOW w AS (PARTITION BY l.acc ORDER BY l.ord ROWS UNBOUNDED PRECEDING)
-            ) rs LEFT JOIN unnest(a_id, a_currency, a_status, a_dmnec, a_cmned, a_limit, a_dp, a_dpo, a_cp, a_cpo)
-                     AS a(id, currency, status, debits_must_not_exceed_credits, credits_must_not_exceed_debits,
-                          limit_minor, debits_pending, debits_posted, credits_pending, credits_posted)
-                     ON a.id = rs.acc
-             WHERE a.id IS NULL OR a.status <> 'open' OR a.currency <> rs.currency
-                OR a.debits_posted + a.debits_pending + rs.s_dpo + rs.s_dp > max_amount
-                OR a.credits_posted + a.credits_pending + rs.s_cpo + rs.s_cp > max_amount
-                OR (a.debits_must_not_exceed_credits
-                    AND a.debits_posted + a.debits_pending + rs.s_dpo + rs.s_dp - a.credits_posted - rs.s_cpo
-                        > a.limit_minor)
-                OR (a.credits_must_not_exceed_debits
-                    AND a.credits_posted + a.credits_pending + rs.s_cpo + rs.s_cp - a.debits_posted - rs.s_dpo
-                        > a.limit_minor);
-        END IF;
-        IF n_bad = 0 THEN
+    -- 2. Fast path: new posted or pending transfers that all succeed, written with one guarded
+    --    UPDATE of the accounts (each account once, with the batch's total change, rows locked in id
+    --    order), one INSERT of the transfers and one outbox row. The guard assumes the worst order
+    --    (every debit of the batch before any credit on a debit-limited account, and the reverse on a
+    --    credit-limited one): when it holds, every order holds, so applying the transfers one by one
+    --    and at once are the same. If any account misses the guard (or is missing, frozen, in another
+    --    currency), the block is rolled back (its row locks too) and the general path decides.
+    IF simple AND NOT EXISTS (SELECT 1 FROM ledger.transfers t WHERE t.id = ANY (t_id)) THEN
+        BEGIN
+            SELECT array_agg(g.acc), array_agg(g.cur_lo), array_agg(g.cur_hi), array_agg(g.dpo), array_agg(g.dp),
+                   array_agg(g.cpo), array_agg(g.cp)
+              INTO d_acc, d_cur_lo, d_cur_hi, d_dpo, d_dp, d_cpo, d_cp
+              FROM (SELECT l.acc, min(l.currency) AS cur_lo, max(l.currency) AS cur_hi,
+                           -- A side whose batch total does not fit in 63 bits gets NULL: the guard
+                           -- below then fails for that account, and the general path says why.
+                           CASE WHEN sum(l.dpo) + sum(l.dp) <= max_amount THEN sum(l.dpo)::bigint END AS dpo,
+                           CASE WHEN sum(l.dpo) + sum(l.dp) <= max_amount THEN sum(l.dp)::bigint END AS dp,
+                           CASE WHEN sum(l.cpo) + sum(l.cp) <= max_amount THEN sum(l.cpo)::bigint END AS cpo,
+                           CASE WHEN sum(l.cpo) + sum(l.cp) <= max_amount THEN sum(l.cp)::bigint END AS cp
+                      FROM ledger.batch_legs(t_debit, t_credit, t_currency, t_type, t_amount) l
+                     GROUP BY l.acc ORDER BY l.acc) g;
+            -- The accounts first, in id order, as on every path: a call holds account rows before it
+            -- can wait on anything else (such as another call inserting the same transfer id).
+            -- The nested loop over the id-sorted array locks the rows in id order.
+            UPDATE ledger.accounts a
+               SET debits_posted = a.debits_posted + d.dpo, debits_pending = a.debits_pending + d.dp,
+                   credits_posted = a.credits_posted + d.cpo, credits_pending = a.credits_pending + d.cp
+              FROM unnest(d_acc, d_cur_lo, d_cur_hi, d_dpo, d_dp, d_cpo, d_cp)
+                   AS d(acc, cur_lo, cur_hi, dpo, dp, cpo, cp)
+             -- In bigint, arranged so that no term can overflow: each side of an account and each
+             -- batch total fit in 63 bits, so their differences do too.
+             WHERE a.id = d.acc AND a.status = 'open' AND a.currency = d.cur_lo AND a.currency = d.cur_hi
+               AND a.debits_posted + a.debits_pending <= max_amount - (d.dpo + d.dp)
+               AND a.credits_posted + a.credits_pending <= max_amount - (d.cpo + d.cp)
+               AND (NOT a.debits_must_not_exceed_credits
+                    OR a.debits_posted + a.debits_pending - a.credits_posted <= a.limit_minor - (d.dpo + d.dp))
+               AND (NOT a.credits_must_not_exceed_debits
+                    OR a.credits_posted + a.credits_pending - a.debits_posted <= a.limit_minor - (d.cpo + d.cp));
+            GET DIAGNOSTICS n_updated = ROW_COUNT;
+            IF n_updated <> cardinality(d_acc) THEN
+                RAISE EXCEPTION 'fast path does not apply' USING ERRCODE = 'LF001';
+            END IF;
             INSERT INTO ledger.transfers (id, type, debit_account_id, credit_account_id, amount_minor, currency,
                                           code, timeout_s, expires_at, metadata, request_hash, created_at)
             SELECT u.id, u.type, u.debit, u.credit, u.amount, u.currency, u.code, u.timeout_s,
@@ -296,11 +270,6 @@ BEGIN
                                   ELSE p_now + make_interval(secs => u.timeout_s) END
                   FROM unnest(t_id, t_type, t_timeout) AS u(id, type, timeout_s) WHERE u.type = 'pending';
             END IF;
-            UPDATE ledger.accounts a
-               SET debits_posted = a.debits_posted + d.dpo, debits_pending = a.debits_pending + d.dp,
-                   credits_posted = a.credits_posted + d.cpo, credits_pending = a.credits_pending + d.cp
-              FROM unnest(d_acc, d_dpo, d_dp, d_cpo, d_cp) AS d(acc, dpo, dp, cpo, cp)
-             WHERE a.id = d.acc;
             INSERT INTO platform.outbox (event_id, topic, payload, created_at)
             VALUES (gen_random_uuid(), 'ledger.transfers_created',
                     jsonb_build_object('count', n, 'id', to_jsonb(t_id), 'type', to_jsonb(t_type),
@@ -308,11 +277,30 @@ BEGIN
                         'amount_minor', to_jsonb(t_amount), 'currency', to_jsonb(t_currency),
                         'code', to_jsonb(t_code), 'pending_id', to_jsonb(array_fill(NULL::uuid, ARRAY[n]))),
                     p_now);
-            RETURN QUERY SELECT u.ord::integer, 'created'::text, p_now, u.amount
-                           FROM unnest(t_amount) WITH ORDINALITY AS u(amount, ord);
+            -- One row stands for the whole batch: every transfer created, at p_now, for its amount.
+            RETURN QUERY SELECT 0, 'all_created'::text, p_now, NULL::bigint;
             RETURN;
-        END IF;
+        EXCEPTION WHEN SQLSTATE 'LF001' THEN
+            NULL;  -- rolled back to the start of the block; the general path decides
+        END;
     END IF;
+
+    -- 3. Every account this batch may touch, locked in id order (concurrent batches never deadlock).
+    SELECT array_agg(DISTINCT x ORDER BY x) INTO lock_ids FROM (
+        SELECT unnest(t_debit) AS x
+        UNION ALL SELECT unnest(t_credit)
+        UNION ALL SELECT t.debit_account_id FROM ledger.transfers t WHERE t.id = ANY (t_pending)
+        UNION ALL SELECT t.credit_account_id FROM ledger.transfers t WHERE t.id = ANY (t_pending)
+    ) s WHERE x IS NOT NULL;
+    PERFORM FROM (SELECT a.id FROM ledger.accounts a WHERE a.id = ANY (lock_ids) ORDER BY a.id FOR NO KEY UPDATE) l;
+
+    -- 4. Ids that already exist (read after the locks, so a concurrent batch on the same accounts
+    --    that committed first is seen).
+    SELECT coalesce(array_agg(t.id), '{}'), coalesce(array_agg(t.request_hash), '{}'),
+           coalesce(array_agg(t.created_at), '{}'), coalesce(array_agg(t.amount_minor), '{}')
+      INTO ex_ids, ex_hash, ex_created, ex_amount
+      FROM ledger.transfers t
+     WHERE t.id = ANY (t_id);
 
     -- 5. The general path: apply each transfer in order.
     FOR r IN
