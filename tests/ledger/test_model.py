@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+import re
 import uuid
 
 import pytest
 
 from smartbank.kernel.errors import DomainError
 from smartbank.kernel.ids import new_id
+from smartbank.ledger.errors import TRANSFER_MESSAGES, LedgerErrorCode
 from smartbank.ledger.model import (
     AccountKind,
     AccountSpec,
@@ -118,3 +121,12 @@ def test_status_changes() -> None:
     assert allowed_status_change(AccountStatus.OPEN, AccountStatus.FROZEN)
     assert allowed_status_change(AccountStatus.FROZEN, AccountStatus.OPEN)
     assert not allowed_status_change(AccountStatus.CLOSED, AccountStatus.OPEN)
+
+
+def test_every_result_code_of_the_transfer_function_has_a_message() -> None:
+    """An HTTP error for a refused transfer always says what went wrong, never a generic text."""
+    migration = importlib.import_module("smartbank.migrations.versions.0002_ledger")
+    quoted = set(re.findall(r"'([a-z_]+)'", migration.FUNCTION))
+    codes = {code.value for code in LedgerErrorCode} & quoted
+    assert len(codes) >= 25  # the function's vocabulary, found in its source
+    assert codes <= set(TRANSFER_MESSAGES)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from smartbank.kernel.errors import DomainError
-from smartbank.ledger.errors import LedgerErrorCode
+from smartbank.ledger.errors import TRANSFER_MESSAGES, LedgerErrorCode
 from smartbank.ledger.model import AccountKind, AccountSpec, ResultStatus, TransferRequest, TransferType
 from smartbank.ledger.schemas import (
     AccountIn,
@@ -63,25 +63,9 @@ async def _submit(ledger: LedgerService, request: TransferRequest, response: Res
     result = await ledger.submit(request)
     if result.status is ResultStatus.FAILED:
         assert result.code is not None
-        raise DomainError(result.code, _MESSAGES.get(result.code, "transfer refused"), id=str(request.id))
+        raise DomainError(result.code, TRANSFER_MESSAGES[result.code], id=str(request.id))
     response.status_code = 201 if result.status is ResultStatus.CREATED else 200
     return TransferOut.of(await ledger.get_transfer(request.id))
-
-
-_MESSAGES: dict[str, str] = {
-    LedgerErrorCode.EXCEEDS_CREDITS: "the debit account does not have enough funds",
-    LedgerErrorCode.EXCEEDS_DEBITS: "the credit account would exceed its limit",
-    LedgerErrorCode.CURRENCY_MISMATCH: "the transfer and both accounts must have one currency",
-    LedgerErrorCode.DEBIT_ACCOUNT_NOT_FOUND: "the debit account does not exist",
-    LedgerErrorCode.CREDIT_ACCOUNT_NOT_FOUND: "the credit account does not exist",
-    LedgerErrorCode.DEBIT_ACCOUNT_FROZEN: "the debit account is frozen",
-    LedgerErrorCode.CREDIT_ACCOUNT_FROZEN: "the credit account is frozen",
-    LedgerErrorCode.ID_ALREADY_EXISTS_WITH_DIFFERENT_FIELDS: "this transfer id was used for a different transfer",
-    LedgerErrorCode.PENDING_TRANSFER_EXPIRED: "the pending transfer has expired",
-    LedgerErrorCode.PENDING_TRANSFER_ALREADY_POSTED: "the pending transfer was already posted",
-    LedgerErrorCode.PENDING_TRANSFER_ALREADY_VOIDED: "the pending transfer was already voided",
-    LedgerErrorCode.EXCEEDS_PENDING_TRANSFER_AMOUNT: "cannot post more than the pending amount",
-}
 
 
 @router.post("/accounts", response_model=AccountOut, status_code=201, responses=_ERRORS)

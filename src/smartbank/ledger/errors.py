@@ -50,6 +50,39 @@ class LedgerErrorCode(StrEnum):
     LINKED_EVENT_CHAIN_OPEN = "linked_event_chain_open"
 
 
+#: What each per-transfer result code means, for people reading an error response.
+TRANSFER_MESSAGES: dict[str, str] = {
+    LedgerErrorCode.ID_ALREADY_EXISTS_WITH_DIFFERENT_FIELDS: "this transfer id was used for a different transfer",
+    LedgerErrorCode.ACCOUNTS_MUST_BE_DIFFERENT: "the debit and credit accounts must be different",
+    LedgerErrorCode.DEBIT_ACCOUNT_NOT_FOUND: "the debit account does not exist",
+    LedgerErrorCode.CREDIT_ACCOUNT_NOT_FOUND: "the credit account does not exist",
+    LedgerErrorCode.CURRENCY_MISMATCH: "the transfer and both accounts must have one currency",
+    LedgerErrorCode.DEBIT_ACCOUNT_FROZEN: "the debit account is frozen",
+    LedgerErrorCode.CREDIT_ACCOUNT_FROZEN: "the credit account is frozen",
+    LedgerErrorCode.DEBIT_ACCOUNT_CLOSED: "the debit account is closed",
+    LedgerErrorCode.CREDIT_ACCOUNT_CLOSED: "the credit account is closed",
+    LedgerErrorCode.EXCEEDS_CREDITS: "the debit account does not have enough funds",
+    LedgerErrorCode.EXCEEDS_DEBITS: "the credit account would exceed its limit",
+    LedgerErrorCode.OVERFLOWS_DEBITS: "the debit account's total debits would not fit in 63 bits",
+    LedgerErrorCode.OVERFLOWS_CREDITS: "the credit account's total credits would not fit in 63 bits",
+    LedgerErrorCode.PENDING_TRANSFER_NOT_FOUND: "no pending transfer has this id",
+    LedgerErrorCode.PENDING_TRANSFER_NOT_PENDING: "the referenced transfer is not a pending transfer",
+    LedgerErrorCode.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT: "the pending transfer has another debit account",
+    LedgerErrorCode.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT: "the pending transfer has another credit account",
+    LedgerErrorCode.PENDING_TRANSFER_HAS_DIFFERENT_CURRENCY: "the pending transfer has another currency",
+    LedgerErrorCode.PENDING_TRANSFER_ALREADY_POSTED: "the pending transfer was already posted",
+    LedgerErrorCode.PENDING_TRANSFER_ALREADY_VOIDED: "the pending transfer was already voided",
+    LedgerErrorCode.PENDING_TRANSFER_EXPIRED: "the pending transfer has expired",
+    LedgerErrorCode.PENDING_TRANSFER_NOT_EXPIRED: "the pending transfer has not expired yet",
+    LedgerErrorCode.EXCEEDS_PENDING_TRANSFER_AMOUNT: "cannot post more than the pending amount",
+    LedgerErrorCode.REVERSAL_ORIGINAL_NOT_FOUND: "the transfer to reverse does not exist",
+    LedgerErrorCode.REVERSAL_ORIGINAL_NOT_POSTED: "only a posted transfer can be reversed, by a posted transfer",
+    LedgerErrorCode.REVERSAL_ACCOUNTS_MISMATCH: "a reversal must swap the original's accounts, in its currency",
+    LedgerErrorCode.REVERSAL_EXCEEDS_ORIGINAL: "the reversals would exceed the original amount",
+    LedgerErrorCode.LINKED_EVENT_FAILED: "another transfer of its linked chain failed",
+    LedgerErrorCode.LINKED_EVENT_CHAIN_OPEN: "the batch ended inside a linked chain",
+}
+
 _NOT_FOUND = {
     LedgerErrorCode.ACCOUNT_NOT_FOUND,
     LedgerErrorCode.TRANSFER_NOT_FOUND,
