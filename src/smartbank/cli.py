@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -97,6 +98,22 @@ def worker() -> None:
 def up() -> None:
     """Start the whole platform on this machine: database, migrations, API and worker."""
     serve(host=None, port=None, workers=None, worker=True)  # type: ignore[arg-type]
+
+
+@app.command()
+def openapi(
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+) -> None:
+    """Print the HTTP API's OpenAPI document (the frozen copy is docs/api/openapi.json)."""
+    from smartbank.web.app import create_app
+    from smartbank.web.openapi import render
+
+    text = render(create_app(get_settings()).openapi())
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"[green]wrote {output}[/green]")
 
 
 @ledger_app.command("verify")

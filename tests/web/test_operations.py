@@ -24,7 +24,7 @@ LEDGER_PATHS = {
     "/v1/ledger/accounts/{account_id}/status": {"post"},
     "/v1/ledger/accounts/{account_id}/transfers": {"get"},
     "/v1/ledger/transfers": {"post"},
-    "/v1/ledger/transfers/batch": {"post"},
+    "/v1/ledger/transfer-batches": {"post"},
     "/v1/ledger/transfers/{transfer_id}": {"get"},
     "/v1/ledger/transfers/{pending_id}/post": {"post"},
     "/v1/ledger/transfers/{pending_id}/void": {"post"},
@@ -150,7 +150,12 @@ def test_openapi_lists_the_ledger_routes(client: TestClient) -> None:
     assert {"/healthz", "/readyz"} <= set(paths)
     assert "/metrics" not in paths
     create = paths["/v1/ledger/transfers"]["post"]
-    assert set(create["responses"]) == {"201", "404", "409", "422"}
+    assert set(create["responses"]) == {"201", "404", "409", "422", "default"}
+    # Every error response is the one error envelope, including the catch-all for unlisted statuses.
+    error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    assert all(create["responses"][status]["content"] == error_ref for status in ("404", "409", "422", "default"))
+    assert spec["components"]["schemas"]["Error"]["required"] == ["error"]
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
     assert spec["components"]["schemas"]["TransferIn"]["additionalProperties"] is False
 
 

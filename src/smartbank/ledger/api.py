@@ -117,7 +117,7 @@ async def create_transfer(body: TransferIn, ledger: Ledger, response: Response) 
     return await _submit(ledger, _request_of(body), response)
 
 
-@router.post("/transfers/batch", response_model=BatchOut, responses=_ERRORS)
+@router.post("/transfer-batches", response_model=BatchOut, responses=_ERRORS)
 async def create_transfer_batch(body: BatchIn, ledger: Ledger) -> BatchOut:
     """Up to 1,000 transfers in one call; with ``atomic`` (the default) they succeed or fail as one."""
     results = await ledger.submit_batch([_request_of(t) for t in body.transfers], atomic=body.atomic)

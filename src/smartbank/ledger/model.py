@@ -228,6 +228,21 @@ def check_metadata(metadata: dict[str, Any]) -> None:
             f"metadata is {size} bytes; at most {MAX_METADATA_BYTES}",
             field="metadata",
         )
+    if metadata and _holds_nul(metadata):
+        # PostgreSQL's jsonb cannot store U+0000 in a key or a string.
+        raise DomainError(
+            LedgerErrorCode.INVALID_TRANSFER, "metadata must not contain the character U+0000", field="metadata"
+        )
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in key or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def validate_batch(requests: list[TransferRequest]) -> None:

@@ -23,7 +23,7 @@ from smartbank.platform.migrate import VERSION_TABLE_SCHEMA, head_revision
 from smartbank.platform.outbox import OutboxRelay
 from smartbank.platform.process import tune_gc
 from smartbank.platform.settings import Settings, get_settings
-from smartbank.web.errors import install_error_handlers
+from smartbank.web.errors import document_errors, install_error_handlers
 from smartbank.web.middleware import BodyLimit, RequestContext
 
 JOB_BLUEPRINTS = {"ledger": ledger_jobs.blueprint}
@@ -112,6 +112,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    document_errors(app)
     head = head_revision()  # read the migration scripts once, not on every readiness probe
     app.include_router(ledger_router)
 

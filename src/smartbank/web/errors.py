@@ -69,3 +69,53 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_error", path=request.url.path)
         return error_response(500, ErrorCode.INTERNAL_ERROR, "internal error")
+
+
+#: The error envelope every non-2xx answer carries, as a JSON Schema for the OpenAPI document.
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "additionalProperties": False,
+            "properties": {
+                "code": {"type": "string", "description": "Stable, machine-readable error code."},
+                "message": {"type": "string", "description": "What went wrong, for people."},
+                "details": {"type": "object", "description": "Structured context (field, limits, ids)."},
+            },
+        }
+    },
+    "example": {
+        "error": {"code": "validation_error", "message": "the request is not valid", "details": {"errors": []}}
+    },
+}
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
+
+def document_errors(app: FastAPI) -> None:
+    """Describe the error envelope in the OpenAPI document: every error response of every operation
+    uses it, and ``default`` covers the statuses an operation does not list (400 malformed JSON, 413
+    too large, 429 rate limited, ...)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema["components"]["schemas"].pop(name, None)
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                responses = operation.setdefault("responses", {})
+                for status, response in responses.items():
+                    if status == "default" or int(status) >= 400:
+                        response["content"] = _ERROR_CONTENT
+                responses["default"] = {"description": "Error", "content": _ERROR_CONTENT}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
