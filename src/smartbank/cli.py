@@ -16,6 +16,8 @@ from smartbank.platform.settings import get_settings
 app = typer.Typer(help="smartbank: an open smart-banking platform.", no_args_is_help=True)
 ledger_app = typer.Typer(help="Ledger operations.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 console = Console(stderr=True)
 
 
@@ -122,6 +124,55 @@ def ledger_verify() -> None:
             print(problem)
         sys.exit(1)
     console.print("[green]ledger verify: all invariants hold[/green]")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Chain finished audit rows, then check every row and link; exit 1 naming each bad row."""
+    from smartbank.platform import audit
+    from smartbank.platform.keys import load_key
+
+    settings = get_settings()
+    url = _database_url()
+
+    async def main() -> audit.VerifyReport:
+        audit.configure_key(load_key(settings, "audit"))
+        db = Database(create_engine(url, settings))
+        try:
+            return await audit.verify(db)
+        finally:
+            await db.dispose()
+
+    report = asyncio.run(main())
+    if not report.ok:
+        console.print(f"[red]audit verify: {len(report.problems)} problem(s) in {report.rows} rows[/red]")
+        for problem in report.problems:
+            print(problem)
+        sys.exit(1)
+    console.print(
+        f"[green]audit verify: {report.rows} rows, {report.chained} chained, chain intact[/green]"
+        + (f" ({report.pending} of still-running transactions not chained yet)" if report.pending else "")
+    )
+
+
+@audit_app.command("chain")
+def audit_chain() -> None:
+    """Link audit rows of finished transactions into the hash chain now."""
+    from smartbank.platform import audit
+    from smartbank.platform.keys import load_key
+
+    settings = get_settings()
+    url = _database_url()
+
+    async def main() -> int:
+        audit.configure_key(load_key(settings, "audit"))
+        db = Database(create_engine(url, settings))
+        try:
+            return await audit.chain_pending(db)
+        finally:
+            await db.dispose()
+
+    console.print(f"audit chain: {asyncio.run(main())} row(s) linked")
 
 
 if __name__ == "__main__":

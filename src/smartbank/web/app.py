@@ -17,15 +17,19 @@ from smartbank.kernel.clock import Clock, SystemClock
 from smartbank.ledger import jobs as ledger_jobs
 from smartbank.ledger.api import router as ledger_router
 from smartbank.ledger.service import LedgerService
-from smartbank.platform import jobs
+from smartbank.platform import audit, jobs
 from smartbank.platform.db import Database, create_engine, resolve_database_url
+from smartbank.platform.keys import load_key
 from smartbank.platform.migrate import VERSION_TABLE_SCHEMA, head_revision
 from smartbank.platform.outbox import OutboxRelay
 from smartbank.platform.settings import Settings, get_settings
 from smartbank.web.errors import install_error_handlers
 from smartbank.web.middleware import BodyLimit, RequestContext
 
-JOB_BLUEPRINTS = {"ledger": ledger_jobs.blueprint}
+JOB_BLUEPRINTS = {
+    "ledger": ledger_jobs.blueprint,
+    "audit": audit.blueprint,
+}
 VERSION_TABLE = f"{VERSION_TABLE_SCHEMA}.alembic_version"
 
 
@@ -54,6 +58,7 @@ class Runtime:
             inflight_max=settings.ledger_inflight_max,
             after_commit=relay.kick,
         )
+        audit.configure_key(load_key(settings, "audit"))
         return cls(settings, database_url, db, clock, ledger, relay)
 
     async def start_background(self, *, worker: bool) -> None:
@@ -64,6 +69,7 @@ class Runtime:
 
     async def run_worker(self) -> None:
         jobs.services["ledger"] = self.ledger
+        jobs.services["db"] = self.db
         job_app = jobs.create_job_app(self.database_url, JOB_BLUEPRINTS)
         async with job_app.open_async():
             await job_app.run_worker_async(install_signal_handlers=False, concurrency=2)
