@@ -18,6 +18,8 @@ ledger_app = typer.Typer(help="Ledger operations.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+staff_app = typer.Typer(help="Staff logins.", no_args_is_help=True)
+app.add_typer(staff_app, name="staff")
 console = Console(stderr=True)
 
 
@@ -173,6 +175,47 @@ def audit_chain() -> None:
             await db.dispose()
 
     console.print(f"audit chain: {asyncio.run(main())} row(s) linked")
+
+
+@staff_app.command("create")
+def staff_create(
+    login: str = typer.Option(..., help="The staff member's e-mail."),
+    role: list[str] = typer.Option(..., help="A role (repeat for several): admin, teller, risk_analyst, ..."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
+) -> None:
+    """Create a staff login; prints a generated one-time password unless one is read from stdin."""
+    import secrets
+
+    from smartbank.identity.credentials import Keys
+    from smartbank.identity.service import IdentityService, roles_of
+    from smartbank.kernel.clock import SystemClock
+    from smartbank.kernel.errors import DomainError
+    from smartbank.platform import audit
+    from smartbank.platform.keys import load_key
+
+    settings = get_settings()
+    url = _database_url()
+    generated = not password_stdin
+    password = secrets.token_urlsafe(18) if generated else sys.stdin.readline().rstrip("\n")
+
+    async def main() -> str:
+        audit.configure_key(load_key(settings, "audit"))
+        db = Database(create_engine(url, settings))
+        try:
+            service = IdentityService(db, SystemClock(), Keys(load_key(settings, "secret")))
+            return str(await service.create_staff(login=login, roles=roles_of(role), password=password))
+        finally:
+            await db.dispose()
+
+    try:
+        principal_id = asyncio.run(main())
+    except DomainError as exc:
+        console.print(f"[red]staff create: {exc.code}: {exc.message} {exc.details or ''}[/red]")
+        sys.exit(1)
+    console.print(f"[green]staff {login} created: {principal_id}[/green]")
+    if generated:
+        console.print("One-time password (shown once; change it and enrol MFA at first login):")
+        print(password)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from smartbank import __version__
+from smartbank.identity import jobs as identity_jobs
+from smartbank.identity.api import router as identity_router
+from smartbank.identity.credentials import Keys
+from smartbank.identity.service import IdentityService
 from smartbank.kernel.clock import Clock, SystemClock
 from smartbank.ledger import jobs as ledger_jobs
 from smartbank.ledger.api import router as ledger_router
@@ -28,6 +32,7 @@ from smartbank.web.middleware import BodyLimit, RequestContext
 
 JOB_BLUEPRINTS = {
     "ledger": ledger_jobs.blueprint,
+    "identity": identity_jobs.blueprint,
     "audit": audit.blueprint,
 }
 VERSION_TABLE = f"{VERSION_TABLE_SCHEMA}.alembic_version"
@@ -43,6 +48,7 @@ class Runtime:
     clock: Clock
     ledger: LedgerService
     relay: OutboxRelay
+    identity: IdentityService
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -59,7 +65,10 @@ class Runtime:
             after_commit=relay.kick,
         )
         audit.configure_key(load_key(settings, "audit"))
-        return cls(settings, database_url, db, clock, ledger, relay)
+        identity = IdentityService(
+            db, clock, Keys(load_key(settings, "secret")), staff_mfa_required=settings.staff_mfa_required
+        )
+        return cls(settings, database_url, db, clock, ledger, relay, identity)
 
     async def start_background(self, *, worker: bool) -> None:
         """The outbox relay always; the job worker too when this process is also the worker."""
@@ -69,6 +78,7 @@ class Runtime:
 
     async def run_worker(self) -> None:
         jobs.services["ledger"] = self.ledger
+        jobs.services["identity"] = self.identity
         jobs.services["db"] = self.db
         job_app = jobs.create_job_app(self.database_url, JOB_BLUEPRINTS)
         async with job_app.open_async():
@@ -102,6 +112,7 @@ def create_app(
         await runtime.start_background(worker=worker)
         app.state.runtime = runtime
         app.state.ledger = runtime.ledger
+        app.state.identity = runtime.identity
         try:
             yield
         finally:
@@ -117,6 +128,7 @@ def create_app(
     install_error_handlers(app)
     head = head_revision()  # read the migration scripts once, not on every readiness probe
     app.include_router(ledger_router)
+    app.include_router(identity_router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
