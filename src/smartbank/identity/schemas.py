@@ -101,6 +101,20 @@ class TokensOut(BaseModel):
     expires_in: int
     session_id: uuid.UUID
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIuLi4ifQ.c2lnbmF0dXJl",
+                    "refresh_token": "sbr_TmV4dCBvbmUgcGxlYXNl",
+                    "token_type": "Bearer",
+                    "expires_in": 600,
+                    "session_id": "0193a1f0-7c2e-7000-8000-0000000000aa",
+                }
+            ]
+        }
+    )
+
 
 class SessionOut(BaseModel):
     id: uuid.UUID
@@ -145,6 +159,10 @@ class MfaStatusOut(BaseModel):
     enrolment_pending: bool
     recovery_codes_left: int
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"enrolled": True, "enrolment_pending": False, "recovery_codes_left": 9}]}
+    )
+
 
 class MfaEnrolmentOut(BaseModel):
     otpauth_uri: str = Field(description="For authenticator apps that take a link.")
@@ -182,6 +200,18 @@ class StepUpOut(BaseModel):
     mfa_verified_at: datetime
     access_token: str | None = Field(None, description="Token clients: a fresh access token.")
     expires_in: int | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "mfa_verified_at": "2026-11-27T09:30:00Z",
+                    "access_token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIuLi4ifQ.c2lnbmF0dXJl",
+                    "expires_in": 600,
+                }
+            ]
+        }
+    )
 
 
 class PasswordChangeIn(Strict):
