@@ -238,3 +238,28 @@ def test_audit_verify_command_exits_1_naming_the_row(
     finally:
         get_settings.cache_clear()
         audit._keys.clear()
+
+
+async def test_concurrent_writers_and_a_running_chainer_give_an_intact_chain(own_db: tuple[Database, str]) -> None:
+    db, _ = own_db
+    stop = asyncio.Event()
+
+    async def writer(n: int) -> None:
+        for i in range(5):
+            async with db.transaction() as conn:
+                await record(conn, AuditEvent(action="banking.payment_created", details={"writer": n, "i": i}))
+                await asyncio.sleep(0.001 * ((n * 7 + i) % 5))  # commits interleave out of seq order
+                await record(conn, AuditEvent(action="banking.payment_posted", details={"writer": n, "i": i}))
+
+    async def chainer() -> None:
+        while not stop.is_set():
+            await chain_pending(db)
+            await asyncio.sleep(0.005)
+
+    running = asyncio.create_task(chainer())
+    await asyncio.gather(*(writer(n) for n in range(8)))
+    stop.set()
+    await running
+    await settle(db, 80)
+    report = await verify(db)
+    assert (report.problems, report.rows, report.chained) == ([], 80, 80)
