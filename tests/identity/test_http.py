@@ -19,7 +19,7 @@ from smartbank.identity.model import Permission, Principal, PrincipalKind, Staff
 from smartbank.kernel.clock import FrozenClock
 from smartbank.platform.settings import Settings
 from smartbank.web.app import create_app
-from smartbank.web.deps import require_customer, require_permission
+from smartbank.web.deps import money_movement_limit, require_customer, require_permission
 from tests.identity.helpers import PASSWORD, audit_rows, code_now, create_principal_sync, one
 
 LOGIN = "/v1/auth/login"
@@ -37,6 +37,10 @@ def client(settings: Settings, database_url: str, app_clock: FrozenClock) -> Ite
     # Routes guarded the way other domains guard theirs.
     @app.get("/test/tellers-only")
     async def tellers_only(principal: Principal = Depends(require_permission(Permission.TELLER_CASH))) -> str:
+        return str(principal.id)
+
+    @app.post("/test/pay", dependencies=[Depends(money_movement_limit)])
+    async def pay(principal: Principal = Depends(require_customer)) -> str:
         return str(principal.id)
 
     @app.post("/test/customers-only")
@@ -305,3 +309,16 @@ def test_password_change_checks_the_current_one_and_ends_other_sessions(
     login(client, user[1], "token", password=new_password)
     changes = [(a, o) for a, o, _ in audit_rows(database_url, user[0]) if a == "identity.password_changed"]
     assert changes == [("identity.password_changed", "failure"), ("identity.password_changed", "success")]
+
+
+def test_money_movement_limit_counts_per_principal(client: TestClient, database_url: str, settings: Settings) -> None:
+    clock = FrozenClock()
+    _, first_login = create_principal_sync(database_url, settings, clock)
+    _, second_login = create_principal_sync(database_url, settings, clock)
+    first = bearer(login(client, first_login, "token")["access_token"])
+    second = bearer(login(client, second_login, "token")["access_token"])
+    for _ in range(30):
+        assert client.post("/test/pay", headers=first).status_code == 200
+    limited = client.post("/test/pay", headers=first)
+    assert error(limited) == (429, "rate_limited") and limited.headers["retry-after"] == "60"
+    assert client.post("/test/pay", headers=second).status_code == 200  # another customer, same address

@@ -137,3 +137,10 @@ def rate_limit(scope: str, *, per_ip: int, per_principal: int, window_s: int) ->
             raise RateLimited(retry_after_s, scope)
 
     return dependency
+
+
+#: Ready-made limits for other domains, so that every route of a kind shares one budget.
+#: Registration (customers): 5 an hour per address; there is no principal yet.
+registration_limit = rate_limit("customers.register", per_ip=5, per_principal=5, window_s=3600)
+#: Money movement (banking, mall, link, lending): 60 a minute per address, 30 per principal.
+money_movement_limit = rate_limit("money.move", per_ip=60, per_principal=30, window_s=60)
