@@ -17,6 +17,10 @@ from smartbank.platform.settings import get_settings
 app = typer.Typer(help="smartbank: an open smart-banking platform.", no_args_is_help=True)
 ledger_app = typer.Typer(help="Ledger operations.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+staff_app = typer.Typer(help="Staff logins.", no_args_is_help=True)
+app.add_typer(staff_app, name="staff")
 console = Console(stderr=True)
 
 
@@ -139,6 +143,96 @@ def ledger_verify() -> None:
             print(problem)
         sys.exit(1)
     console.print("[green]ledger verify: all invariants hold[/green]")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Chain finished audit rows, then check every row and link; exit 1 naming each bad row."""
+    from smartbank.platform import audit
+    from smartbank.platform.keys import load_key
+
+    settings = get_settings()
+    url = _database_url()
+
+    async def main() -> audit.VerifyReport:
+        audit.configure_key(load_key(settings, "audit"))
+        db = Database(create_engine(url, settings))
+        try:
+            return await audit.verify(db)
+        finally:
+            await db.dispose()
+
+    report = asyncio.run(main())
+    if not report.ok:
+        console.print(f"[red]audit verify: {len(report.problems)} problem(s) in {report.rows} rows[/red]")
+        for problem in report.problems:
+            print(problem)
+        sys.exit(1)
+    console.print(
+        f"[green]audit verify: {report.rows} rows, {report.chained} chained, chain intact[/green]"
+        + (f" ({report.pending} of still-running transactions not chained yet)" if report.pending else "")
+    )
+
+
+@audit_app.command("chain")
+def audit_chain() -> None:
+    """Link audit rows of finished transactions into the hash chain now."""
+    from smartbank.platform import audit
+    from smartbank.platform.keys import load_key
+
+    settings = get_settings()
+    url = _database_url()
+
+    async def main() -> int:
+        audit.configure_key(load_key(settings, "audit"))
+        db = Database(create_engine(url, settings))
+        try:
+            return await audit.chain_pending(db)
+        finally:
+            await db.dispose()
+
+    console.print(f"audit chain: {asyncio.run(main())} row(s) linked")
+
+
+@staff_app.command("create")
+def staff_create(
+    login: str = typer.Option(..., help="The staff member's e-mail."),
+    role: list[str] = typer.Option(..., help="A role (repeat for several): admin, teller, risk_analyst, ..."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
+) -> None:
+    """Create a staff login; prints a generated one-time password unless one is read from stdin."""
+    import secrets
+
+    from smartbank.identity.credentials import Keys
+    from smartbank.identity.service import IdentityService, roles_of
+    from smartbank.kernel.clock import SystemClock
+    from smartbank.kernel.errors import DomainError
+    from smartbank.platform import audit
+    from smartbank.platform.keys import load_key
+
+    settings = get_settings()
+    url = _database_url()
+    generated = not password_stdin
+    password = secrets.token_urlsafe(18) if generated else sys.stdin.readline().rstrip("\n")
+
+    async def main() -> str:
+        audit.configure_key(load_key(settings, "audit"))
+        db = Database(create_engine(url, settings))
+        try:
+            service = IdentityService(db, SystemClock(), Keys(load_key(settings, "secret")))
+            return str(await service.create_staff(login=login, roles=roles_of(role), password=password))
+        finally:
+            await db.dispose()
+
+    try:
+        principal_id = asyncio.run(main())
+    except DomainError as exc:
+        console.print(f"[red]staff create: {exc.code}: {exc.message} {exc.details or ''}[/red]")
+        sys.exit(1)
+    console.print(f"[green]staff {login} created: {principal_id}[/green]")
+    if generated:
+        console.print("One-time password (shown once; change it and enrol MFA at first login):")
+        print(password)
 
 
 if __name__ == "__main__":

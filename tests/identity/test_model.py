@@ -36,3 +36,45 @@ def test_mfa_freshness_for_step_up() -> None:
     assert fresh.mfa_fresh(NOW, timedelta(minutes=5))
     assert not fresh.mfa_fresh(NOW, timedelta(minutes=3))
     assert not Principal(uuid.uuid4(), PrincipalKind.CUSTOMER).mfa_fresh(NOW, timedelta(hours=1))
+
+
+def test_password_policy() -> None:
+    from smartbank.identity.model import password_problems
+
+    assert password_problems("violet-harbour-lantern-42", "li@example.com") == []
+    assert password_problems("short", "li@example.com") == ["at least 12 characters"]
+    assert password_problems("x" * 129 + "abcd", "li@example.com") == ["at most 128 characters"]
+    assert password_problems("Li.Wei@Example.com", "li.wei@example.com") == ["must not be the login"]
+    assert password_problems("li.wei.longname", "li.wei.longname@example.com") == ["must not be the login"]
+    assert password_problems("abababababababab", "li@example.com") == ["too common or too repetitive"]
+
+
+def test_lockout_backoff_doubles_from_the_fifth_failure_up_to_an_hour() -> None:
+    from smartbank.identity.model import lockout_for
+
+    assert [lockout_for(n) for n in range(5)] == [None] * 5
+    assert [lockout_for(n) for n in (5, 6, 7, 8)] == [timedelta(minutes=m) for m in (1, 2, 4, 8)]
+    assert lockout_for(11) == timedelta(hours=1)
+    assert lockout_for(1000) == timedelta(hours=1)
+
+
+def test_login_normalisation() -> None:
+    from smartbank.identity.model import normalise_login
+
+    assert normalise_login("  Li.Wei@Example.COM ") == "li.wei@example.com"
+    assert normalise_login("+86 138-0013 8000") == "+8613800138000"
+
+
+def test_require_step_up_raises_a_403_code_unless_mfa_is_fresh() -> None:
+    import pytest
+
+    from smartbank.identity.model import require_step_up
+    from smartbank.kernel.errors import DomainError
+
+    stale = Principal(uuid.uuid4(), PrincipalKind.CUSTOMER, mfa_verified_at=NOW - timedelta(minutes=6))
+    with pytest.raises(DomainError) as caught:
+        require_step_up(stale, NOW)
+    assert (caught.value.code, caught.value.http_status) == ("step_up_required", 403)
+    with pytest.raises(DomainError):
+        require_step_up(Principal(uuid.uuid4(), PrincipalKind.CUSTOMER), NOW)
+    require_step_up(stale, NOW, timedelta(minutes=10))  # fresh enough for a longer window: no error

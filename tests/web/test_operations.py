@@ -208,3 +208,9 @@ def test_405_names_the_allowed_methods(client: TestClient) -> None:
     response = client.delete("/v1/ledger/transfers")
     assert response.status_code == 405
     assert response.headers.get("allow") == "POST"
+
+
+def test_405_names_every_method_of_a_path_served_by_several_routes(client: TestClient) -> None:
+    response = client.request("PUT", "/v1/me/mfa")  # GET (status) and POST (enrol) are separate routes
+    assert response.status_code == 405
+    assert response.headers.get("allow") == "GET, HEAD, POST"

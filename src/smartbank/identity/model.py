@@ -13,6 +13,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
+from smartbank.identity.errors import IdentityErrorCode
+from smartbank.kernel.errors import DomainError
+
 
 class PrincipalKind(StrEnum):
     CUSTOMER = "customer"
@@ -104,3 +107,96 @@ class Principal:
     def mfa_fresh(self, now: datetime, max_age: timedelta) -> bool:
         """Whether an MFA challenge was passed recently enough for a step-up action."""
         return self.mfa_verified_at is not None and now - self.mfa_verified_at <= max_age
+
+
+# -- logins and passwords --------------------------------------------------------------------------
+
+MIN_PASSWORD_LENGTH: Final = 12
+MAX_PASSWORD_LENGTH: Final = 128
+MAX_LOGIN_LENGTH: Final = 254
+#: A few of the most used passwords that pass the length rule; a real deployment adds a breach list.
+_COMMON_PASSWORDS: Final = frozenset(
+    {"123456789012", "password1234", "qwertyuiopas", "111111111111", "passwordpassword", "iloveyou1234"}
+)
+
+
+def normalise_login(login: str) -> str:
+    """The stored form of a login: e-mail lower-cased; phone digits kept with their leading ``+``.
+
+    The customers domain validates logins fully (E.164, e-mail syntax); this only makes lookups
+    agree with what it stored.
+    """
+    value = login.strip()
+    if "@" in value:
+        return value.lower()
+    if value.startswith("+"):
+        return "+" + "".join(ch for ch in value[1:] if ch not in " -().")
+    return value.lower()
+
+
+def login_problems(login: str) -> list[str]:
+    problems = []
+    if not 3 <= len(login) <= MAX_LOGIN_LENGTH:
+        problems.append(f"a login has 3 to {MAX_LOGIN_LENGTH} characters")
+    if any(ch.isspace() or not ch.isprintable() for ch in login):
+        problems.append("a login has no spaces or control characters")
+    return problems
+
+
+def password_problems(password: str, login: str) -> list[str]:
+    """Why a new password is refused (empty when it is acceptable)."""
+    problems = []
+    if len(password) < MIN_PASSWORD_LENGTH:
+        problems.append(f"at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        problems.append(f"at most {MAX_PASSWORD_LENGTH} characters")
+    folded = password.strip().casefold()
+    if folded == login.casefold() or folded == login.split("@")[0].casefold():
+        problems.append("must not be the login")
+    if folded in _COMMON_PASSWORDS or len(set(password)) < 4:
+        problems.append("too common or too repetitive")
+    return problems
+
+
+# -- lockout ----------------------------------------------------------------------------------------
+
+LOCKOUT_THRESHOLD: Final = 5
+LOCKOUT_BASE: Final = timedelta(minutes=1)
+LOCKOUT_MAX: Final = timedelta(hours=1)
+
+
+def lockout_for(failed_logins: int) -> timedelta | None:
+    """How long an account is locked after this many consecutive failures (None: not locked).
+
+    The fifth failure locks for one minute; each further failure doubles it, up to one hour.
+    """
+    if failed_logins < LOCKOUT_THRESHOLD:
+        return None
+    doublings = min(failed_logins - LOCKOUT_THRESHOLD, 12)
+    locked: timedelta = min(LOCKOUT_BASE * (1 << doublings), LOCKOUT_MAX)
+    return locked
+
+
+# -- step-up ----------------------------------------------------------------------------------------
+
+#: How recent an MFA must be for a step-up action (new payee, large payment, disabling MFA).
+STEP_UP_MAX_AGE: Final = timedelta(minutes=5)
+
+
+def require_step_up(principal: Principal, now: datetime, max_age: timedelta = STEP_UP_MAX_AGE) -> None:
+    """Raise ``step_up_required`` (403) unless the principal's session passed MFA within ``max_age``."""
+    if not principal.mfa_fresh(now, max_age):
+        raise DomainError(
+            IdentityErrorCode.STEP_UP_REQUIRED,
+            "this action needs a fresh MFA: pass POST /v1/auth/step-up first",
+            max_age_s=int(max_age.total_seconds()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """Where a request came from, for audit rows and rate limits."""
+
+    ip: str | None = None
+    device: str | None = None
+    request_id: str | None = None

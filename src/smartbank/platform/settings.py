@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     #: Largest JSON body the HTTP API accepts, in bytes.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+    #: Signs access tokens and CSRF tokens, keys recovery-code hashes and MFA-secret encryption.
+    #: Required in production; development keeps a generated one in ``data_dir/keys``.
+    secret_key: SecretStr | None = Field(default=None, min_length=32)
+    #: Keys the audit log's MACs and hash chain. Keep it out of the database (and apart from
+    #: ``secret_key``). Required in production; development keeps a generated one in ``data_dir/keys``.
+    audit_key: SecretStr | None = Field(default=None, min_length=32)
+    #: Staff without a session that passed MFA are refused on staff routes (403 ``mfa_required``).
+    staff_mfa_required: bool = False
 
     @property
     def pgdata_dir(self) -> Path:

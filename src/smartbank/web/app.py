@@ -13,12 +13,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from smartbank import __version__
+from smartbank.identity import jobs as identity_jobs
+from smartbank.identity.api import router as identity_router
+from smartbank.identity.credentials import Keys
+from smartbank.identity.service import IdentityService
 from smartbank.kernel.clock import Clock, SystemClock
 from smartbank.ledger import jobs as ledger_jobs
 from smartbank.ledger.api import router as ledger_router
 from smartbank.ledger.service import LedgerService
-from smartbank.platform import jobs
+from smartbank.platform import audit, jobs
 from smartbank.platform.db import Database, create_engine, resolve_database_url
+from smartbank.platform.keys import load_key
 from smartbank.platform.migrate import VERSION_TABLE_SCHEMA, head_revision
 from smartbank.platform.outbox import OutboxRelay
 from smartbank.platform.process import tune_gc
@@ -26,7 +31,11 @@ from smartbank.platform.settings import Settings, get_settings
 from smartbank.web.errors import document_errors, install_error_handlers
 from smartbank.web.middleware import BodyLimit, RequestContext
 
-JOB_BLUEPRINTS = {"ledger": ledger_jobs.blueprint}
+JOB_BLUEPRINTS = {
+    "ledger": ledger_jobs.blueprint,
+    "identity": identity_jobs.blueprint,
+    "audit": audit.blueprint,
+}
 VERSION_TABLE = f"{VERSION_TABLE_SCHEMA}.alembic_version"
 
 
@@ -40,6 +49,7 @@ class Runtime:
     clock: Clock
     ledger: LedgerService
     relay: OutboxRelay
+    identity: IdentityService
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -56,7 +66,11 @@ class Runtime:
             batch_concurrency=settings.ledger_batch_concurrency,
             after_commit=relay.kick,
         )
-        return cls(settings, database_url, db, clock, ledger, relay)
+        audit.configure_key(load_key(settings, "audit"))
+        identity = IdentityService(
+            db, clock, Keys(load_key(settings, "secret")), staff_mfa_required=settings.staff_mfa_required
+        )
+        return cls(settings, database_url, db, clock, ledger, relay, identity)
 
     async def start_background(self, *, worker: bool) -> None:
         """The outbox relay always; the job worker too when this process is also the worker."""
@@ -67,6 +81,8 @@ class Runtime:
 
     async def run_worker(self) -> None:
         jobs.services["ledger"] = self.ledger
+        jobs.services["identity"] = self.identity
+        jobs.services["db"] = self.db
         job_app = jobs.create_job_app(self.database_url, JOB_BLUEPRINTS)
         async with job_app.open_async():
             await job_app.run_worker_async(install_signal_handlers=False, concurrency=2)
@@ -99,6 +115,7 @@ def create_app(
         await runtime.start_background(worker=worker)
         app.state.runtime = runtime
         app.state.ledger = runtime.ledger
+        app.state.identity = runtime.identity
         try:
             yield
         finally:
@@ -115,6 +132,7 @@ def create_app(
     document_errors(app)
     head = head_revision()  # read the migration scripts once, not on every readiness probe
     app.include_router(ledger_router)
+    app.include_router(identity_router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

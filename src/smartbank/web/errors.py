@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -40,6 +41,18 @@ def _clean(errors: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the OpenAPI document lists for the request's path (HEAD wherever GET is)."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in operations}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
@@ -57,12 +70,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, ErrorCode.VALIDATION_ERROR, "the request is not valid", {"errors": _clean(errors)})
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, ErrorCode.VALIDATION_ERROR)
         message = exc.detail if isinstance(exc.detail, str) else "request refused"
         response = error_response(exc.status_code, code, message, getattr(exc, "details", None))
         if exc.headers:
             response.headers.update(exc.headers)
+        if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+            # Starlette names only the first route on the path; list every method the path takes.
+            response.headers["Allow"] = ", ".join(allowed)
         return response
 
     @app.exception_handler(Exception)
