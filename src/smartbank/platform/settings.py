@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     #: Largest JSON body the HTTP API accepts, in bytes.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+    #: Key of the keyed hashes of personal data (national ID numbers, one-time codes). Required in
+    #: production; development and test fall back to a fixed, public key.
+    pii_key: SecretStr | None = Field(default=None, min_length=32)
 
     @property
     def pgdata_dir(self) -> Path:
