@@ -204,3 +204,20 @@ async def test_only_the_customer_submits_their_own_kyc(customers: CustomerServic
             await customers.submit_kyc(principal, profile.id, submission())
         assert exc.value.code == code
     assert (await _state(db, profile.id))["customer"] == [("not_submitted", None, None, None)]
+
+
+async def test_concurrent_approvals_write_one_event(customers: CustomerService, db: Database) -> None:
+    import asyncio
+
+    customer_id = await _pending(customers, db)
+    other = staff(StaffRole.ADMIN)
+    results = await asyncio.gather(
+        customers.decide_kyc(AGENT, customer_id, KycDecision.VERIFY, "first desk"),
+        customers.decide_kyc(other, customer_id, KycDecision.VERIFY, "second desk"),
+        return_exceptions=True,
+    )
+    errors = [r for r in results if isinstance(r, DomainError)]
+    assert [e.code for e in errors] == ["invalid_kyc_transition"]
+    state = await _state(db, customer_id)
+    assert len(state["events"]) == 1  # type: ignore[arg-type]
+    assert state["audit"] == [("customers.kyc_submitted",), ("customers.kyc_verified",)]

@@ -365,3 +365,26 @@ def test_production_refuses_to_run_without_a_pii_key() -> None:
     assert pii_key_from(Settings(env="production", pii_key="k" * 32)) == b"k" * 32  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         Settings(env="production", pii_key="too short")  # type: ignore[arg-type]
+
+
+async def test_concurrent_completions_create_one_customer(customers: CustomerService, db: Database) -> None:
+    import asyncio
+
+    phone = "+86" + random_phone()
+    started = await customers.start_registration(ContactKind.PHONE, phone)
+    code = await last_code(db, phone)
+    results = await asyncio.gather(
+        *(
+            customers.complete_registration(
+                started.verification_id, code, password=PASSWORD, accepted_terms=True, terms_version=TERMS
+            )
+            for _ in range(3)
+        ),
+        return_exceptions=True,
+    )
+    assert sorted(r.code if isinstance(r, DomainError) else "ok" for r in results) == [
+        "ok",
+        "verification_already_used",
+        "verification_already_used",
+    ]
+    assert await _written_for(db, phone) == {"customers": 1, "logins": 1, "consumed": 1, "registered_events": 1}
