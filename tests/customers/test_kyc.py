@@ -69,10 +69,7 @@ async def test_submitting_kyc_stores_the_profile_masked_and_pending(
     ) == [(number, clock.now())]
     assert sorted(
         r[0] for r in await rows(db, "SELECT key FROM customers.name_keys WHERE customer_id = :id", id=profile.id)
-    ) == [
-        "zhangwei",
-        "张伟",
-    ]
+    ) == ["zhangwei", "zw", "张伟"]
     audit = await rows(
         db,
         "SELECT action, details FROM platform.audit_log WHERE subject_id = :c AND action = 'customers.kyc_submitted'",
@@ -221,3 +218,49 @@ async def test_concurrent_approvals_write_one_event(customers: CustomerService, 
     state = await _state(db, customer_id)
     assert len(state["events"]) == 1  # type: ignore[arg-type]
     assert state["audit"] == [("customers.kyc_submitted",), ("customers.kyc_verified",)]
+
+
+async def test_the_review_queue_lists_pending_profiles_oldest_first_in_pages(
+    own_customers: CustomerService, own_db: Database, clock: FrozenClock
+) -> None:
+    ids = []
+    for _ in range(4):
+        profile = await register(own_customers, own_db)
+        ids.append(profile.id)
+    # Submitted in the order 2, 0, 3, 1; then 3 is decided and leaves the queue.
+    for index in (2, 0, 3, 1):
+        clock.advance(timedelta(minutes=1))
+        await own_customers.submit_kyc(customer(ids[index]), ids[index], submission())
+    await own_customers.decide_kyc(AGENT, ids[3], KycDecision.REJECT, "blurred")
+    first = await own_customers.kyc_queue(AGENT, limit=2)
+    assert [c.id for c in first.items] == [ids[2], ids[0]]
+    assert first.next_cursor is not None
+    second = await own_customers.kyc_queue(AGENT, limit=2, cursor=first.next_cursor)
+    assert ([c.id for c in second.items], second.next_cursor) == ([ids[1]], None)
+    for principal in (staff(StaffRole.TELLER), customer(ids[0])):
+        with pytest.raises(DomainError) as exc:
+            await own_customers.kyc_queue(principal)
+        assert exc.value.code == "forbidden"
+
+
+async def test_reviewers_reveal_the_full_id_number_with_an_audited_reason(
+    customers: CustomerService, db: Database
+) -> None:
+    profile = await register(customers, db)
+    number = make_ric(date(1990, 5, 17))
+    await customers.submit_kyc(customer(profile.id), profile.id, submission(id_number=number))
+    for principal in (staff(StaffRole.TELLER), customer(profile.id)):
+        with pytest.raises(DomainError) as exc:
+            await customers.reveal_id_number(principal, profile.id, "curious")
+        assert exc.value.code == "forbidden"
+    assert await customers.reveal_id_number(AGENT, profile.id, "comparing with the scanned card") == number
+    audit = await rows(
+        db,
+        "SELECT actor_id, details FROM platform.audit_log "
+        "WHERE subject_id = :c AND action = 'customers.id_number_revealed'",
+        c=str(profile.id),
+    )
+    assert audit == [(AGENT.id, {"reason": "comparing with the scanned card"})]
+    with pytest.raises(DomainError) as missing:
+        await customers.reveal_id_number(AGENT, (await register(customers, db)).id, "nothing to see")
+    assert missing.value.code == "kyc_profile_missing"

@@ -388,3 +388,24 @@ async def test_concurrent_completions_create_one_customer(customers: CustomerSer
         "verification_already_used",
     ]
     assert await _written_for(db, phone) == {"customers": 1, "logins": 1, "consumed": 1, "registered_events": 1}
+
+
+async def test_the_hourly_job_purges_verifications_a_day_after_they_expire(
+    own_customers: CustomerService, own_db: Database, clock: FrozenClock
+) -> None:
+    from smartbank.customers import jobs as customer_jobs
+    from smartbank.platform import jobs
+
+    old = await own_customers.start_registration(ContactKind.PHONE, random_phone())
+    clock.advance(timedelta(hours=2))
+    recent = await own_customers.start_registration(ContactKind.PHONE, random_phone())
+    # The first expired 24 h 10 min after it started; at 24 h 11 min it is due, the second is not.
+    clock.advance(timedelta(hours=22, minutes=11))
+    jobs.services["customers"] = own_customers
+    try:
+        assert await customer_jobs.purge_verifications(0) == 1
+        assert await customer_jobs.purge_verifications(0) == 0
+    finally:
+        del jobs.services["customers"]
+    assert await rows(own_db, "SELECT id FROM customers.verifications") == [(recent.verification_id,)]
+    assert old.verification_id != recent.verification_id

@@ -16,7 +16,7 @@ import secrets
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Final
 from zoneinfo import ZoneInfo
@@ -59,6 +59,10 @@ MAX_SENDS: Final = 5
 #: Verifications started for one address within ``START_WINDOW``.
 MAX_STARTS_PER_ADDRESS: Final = 5
 START_WINDOW: Final = timedelta(hours=1)
+
+#: Verifications are deleted this long after they expired (well past the rate-limit window).
+VERIFICATION_RETENTION: Final = timedelta(days=1)
+PURGE_BATCH: Final = 1000
 
 DEFAULT_PAGE: Final = 20
 MAX_PAGE: Final = 100
@@ -205,13 +209,13 @@ def name_search_keys(name: str, script: NameScript) -> list[str]:
 
         chars = [ch for ch in name if ch not in _NAME_SEPARATORS]
         rest = "".join(lazy_pinyin("".join(chars[1:]), style=Style.NORMAL))
+        rest_initials = "".join(lazy_pinyin("".join(chars[1:]), style=Style.FIRST_LETTER))
         surname_readings = pinyin(chars[0], style=Style.NORMAL, heteronym=True)[0]
-        for reading in surname_readings:
-            key = search_key(reading + rest)
-            if key not in keys:
+        # Full pinyin, then initials as people type them (张伟 → zhangwei, zw).
+        for candidate in [r + rest for r in surname_readings] + [r[:1] + rest_initials for r in surname_readings]:
+            key = search_key(candidate)
+            if key and key not in keys and len(keys) < MAX_NAME_KEYS:
                 keys.append(key)
-            if len(keys) >= MAX_NAME_KEYS:
-                break
     return keys
 
 
@@ -543,6 +547,7 @@ class CustomerProfile:
     id_number_masked: str | None
     address: Address | None
     kyc_status: KycStatus
+    kyc_submitted_at: datetime | None
     kyc_reason: str | None
     tier: str
     created_at: datetime
@@ -628,6 +633,9 @@ def check_resend(v: Verification, now: datetime) -> None:
 # -- cursors -------------------------------------------------------------------------------------
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def encode_cursor(customer_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(b"c" + customer_id.bytes).decode().rstrip("=")
 
@@ -641,6 +649,25 @@ def decode_cursor(cursor: str) -> uuid.UUID:
             raise ValueError(cursor)
         return uuid.UUID(bytes=raw[1:])
     except ValueError as exc:
+        raise DomainError(CustomerErrorCode.INVALID_CURSOR, "cursor is not one this API gave out") from exc
+
+
+def encode_queue_cursor(submitted_at: datetime, customer_id: uuid.UUID) -> str:
+    """A position in the KYC review queue (oldest submission first)."""
+    micros = (submitted_at - _EPOCH) // timedelta(microseconds=1)
+    return base64.urlsafe_b64encode(b"q" + micros.to_bytes(8, "big", signed=True) + customer_id.bytes).decode()
+
+
+def decode_queue_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        if not isinstance(cursor, str) or len(cursor) > 64:
+            raise ValueError(cursor)
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        if len(raw) != 25 or raw[:1] != b"q":
+            raise ValueError(cursor)
+        micros = int.from_bytes(raw[1:9], "big", signed=True)
+        return _EPOCH + timedelta(microseconds=micros), uuid.UUID(bytes=raw[9:])
+    except (ValueError, OverflowError) as exc:
         raise DomainError(CustomerErrorCode.INVALID_CURSOR, "cursor is not one this API gave out") from exc
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -24,7 +25,7 @@ from smartbank.customers.model import (
 
 CUSTOMER_COLUMNS = (
     "c.id, c.phone, c.email, c.legal_name, c.date_of_birth, c.id_type, c.id_number, c.address, c.kyc_status, "
-    "c.kyc_reason, c.tier, c.created_at, c.updated_at"
+    "c.kyc_submitted_at, c.kyc_reason, c.tier, c.created_at, c.updated_at"
 )
 
 VERIFICATION_COLUMNS = (
@@ -43,6 +44,7 @@ def profile_from_row(row: Any) -> CustomerProfile:
         id_number_masked=None if row.id_number is None else mask_id_number(row.id_number),
         address=None if row.address is None else Address.from_json(row.address),
         kyc_status=KycStatus(row.kyc_status),
+        kyc_submitted_at=row.kyc_submitted_at,
         kyc_reason=row.kyc_reason,
         tier=row.tier,
         created_at=row.created_at,
@@ -132,6 +134,25 @@ async def payment_profile(conn: AsyncConnection, customer_id: uuid.UUID) -> Paym
         daily_limit_minor=row.daily_limit_minor,
         currency=row.currency.strip(),
     )
+
+
+async def kyc_queue(
+    conn: AsyncConnection, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> list[CustomerProfile]:
+    rows = (
+        await conn.execute(
+            text(
+                f"""
+                SELECT {CUSTOMER_COLUMNS} FROM customers.customers c
+                 WHERE c.kyc_status = 'pending'
+                   AND (CAST(:after_at AS timestamptz) IS NULL OR (c.kyc_submitted_at, c.id) > (:after_at, :after_id))
+                 ORDER BY c.kyc_submitted_at, c.id LIMIT :limit
+                """
+            ),
+            {"after_at": after[0] if after else None, "after_id": after[1] if after else None, "limit": limit},
+        )
+    ).all()
+    return [profile_from_row(r) for r in rows]
 
 
 def _like_prefix(key: str) -> str:

@@ -27,8 +27,10 @@ from smartbank.customers.model import (
     MAX_CODE_ATTEMPTS,
     MAX_SEARCH_CHARS,
     MAX_STARTS_PER_ADDRESS,
+    PURGE_BATCH,
     RESEND_INTERVAL,
     START_WINDOW,
+    VERIFICATION_RETENTION,
     VERIFICATION_TTL,
     Address,
     ContactKind,
@@ -55,7 +57,9 @@ from smartbank.customers.model import (
     code_matches,
     compact_id_number,
     decode_cursor,
+    decode_queue_cursor,
     encode_cursor,
+    encode_queue_cursor,
     id_number_digest,
     mask_contact,
     new_code,
@@ -520,6 +524,56 @@ class CustomerService:
                 items = await queries.search_by_id_hashes(conn, hashes, after, limit + 1)
         next_cursor = encode_cursor(items[limit - 1].id) if len(items) > limit else None
         return CustomerPage(items[:limit], next_cursor)
+
+    async def kyc_queue(
+        self, principal: Principal, *, cursor: str | None = None, limit: int = DEFAULT_PAGE
+    ) -> CustomerPage:
+        """Pending KYC profiles, oldest submission first, for staff with ``kyc:decide``."""
+        require_permission(principal, Permission.KYC_DECIDE)
+        check_limit(limit)
+        after = decode_queue_cursor(cursor) if cursor else None
+        async with self._db.connect() as conn:
+            items = await queries.kyc_queue(conn, after, limit + 1)
+        next_cursor = None
+        if len(items) > limit:
+            last = items[limit - 1]
+            assert last.kyc_submitted_at is not None
+            next_cursor = encode_queue_cursor(last.kyc_submitted_at, last.id)
+        return CustomerPage(items[:limit], next_cursor)
+
+    async def reveal_id_number(self, principal: Principal, customer_id: uuid.UUID, reason: str) -> str:
+        """The full ID number, for a KYC reviewer comparing it with the document; audited with the
+        reviewer's reason (the number itself is not written to the audit row)."""
+        require_permission(principal, Permission.KYC_DECIDE)
+        clean_reason = check_reason(reason)
+        async with self._db.transaction() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT id_number FROM customers.customers WHERE id = :id"), {"id": customer_id}
+                )
+            ).first()
+            if row is None:
+                raise DomainError(CustomerErrorCode.CUSTOMER_NOT_FOUND, "no such customer")
+            if row.id_number is None:
+                raise DomainError(CustomerErrorCode.KYC_PROFILE_MISSING, "the customer has not submitted a KYC profile")
+            await record(conn, _audit(principal, "customers.id_number_revealed", customer_id, {"reason": clean_reason}))
+        return str(row.id_number)
+
+    async def purge_verifications(self, limit: int = PURGE_BATCH) -> int:
+        """Delete up to ``limit`` verifications that expired more than a day ago. Returns how many."""
+        cutoff = self._clock.now() - VERIFICATION_RETENTION
+        async with self._db.transaction() as conn:
+            result = await conn.execute(
+                text(
+                    """
+                    DELETE FROM customers.verifications WHERE id IN (
+                        SELECT id FROM customers.verifications WHERE expires_at < :cutoff
+                         ORDER BY expires_at LIMIT :limit FOR UPDATE SKIP LOCKED)
+                    """
+                ),
+                {"cutoff": cutoff, "limit": limit},
+            )
+        return int(result.rowcount)
 
     async def payment_profile(self, customer_id: uuid.UUID) -> PaymentProfile:
         """KYC status, tier and payment limits for the banking domain (a read; no caller check:

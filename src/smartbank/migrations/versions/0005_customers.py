@@ -105,6 +105,7 @@ def upgrade() -> None:
             CONSTRAINT verifications_consumed_by CHECK (consumed_at IS NULL OR customer_id IS NOT NULL)
         );
         CREATE INDEX verifications_by_address ON customers.verifications (address, created_at);
+        CREATE INDEX verifications_expiry ON customers.verifications (expires_at);
         """
     )
 
