@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -412,3 +413,22 @@ def test_property_masked_id_numbers_keep_only_the_last_four(number: str) -> None
     assert len(masked) == len(number)
     assert masked[-4:] == number[-4:]
     assert set(masked[:-4]) <= {"*"}
+
+
+@given(
+    st.lists(
+        st.sampled_from(list("张王李赵伟芳娜敏静丽强磊军洋") + list("abcXYZéÉñ ·-'") + ["e\u0301", "\u0301"]),
+        min_size=1,
+        max_size=40,
+    ).map("".join)
+)
+def test_property_legal_name_normalisation_is_idempotent(text: str) -> None:
+    try:
+        name, script = normalise_legal_name(text)
+    except DomainError as exc:
+        assert exc.code == "invalid_name"
+        return
+    assert normalise_legal_name(name) == (name, script)
+    assert unicodedata.is_normalized("NFC", name)
+    assert name == name.strip() and "  " not in name
+    assert 1 <= len(name) <= 100

@@ -409,3 +409,31 @@ async def test_the_hourly_job_purges_verifications_a_day_after_they_expire(
         del jobs.services["customers"]
     assert await rows(own_db, "SELECT id FROM customers.verifications") == [(recent.verification_id,)]
     assert old.verification_id != recent.verification_id
+
+
+async def test_audit_rows_carry_where_the_request_came_from(customers: CustomerService, db: Database) -> None:
+    from smartbank.customers.model import RequestInfo
+
+    phone = "+86" + random_phone()
+    started = await customers.start_registration(
+        ContactKind.PHONE, phone, request=RequestInfo("203.0.113.9", "Mozilla/5.0", "req-1")
+    )
+    code = await last_code(db, phone)
+    profile = await customers.complete_registration(
+        started.verification_id,
+        code,
+        password=PASSWORD,
+        accepted_terms=True,
+        terms_version=TERMS,
+        request=RequestInfo("not an address", "x" * 400, "req-2"),
+    )
+    assert await rows(
+        db,
+        "SELECT action, host(ip), length(device), request_id FROM platform.audit_log "
+        "WHERE subject_id IN (:v, :c) ORDER BY seq",
+        v=str(started.verification_id),
+        c=str(profile.id),
+    ) == [
+        ("customers.verification_started", "203.0.113.9", 11, "req-1"),
+        ("customers.registered", None, 300, "req-2"),
+    ]

@@ -531,6 +531,18 @@ class PaymentProfile:
     currency: str
 
 
+# -- requests ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """Where a request came from, for the audit rows of the use case it calls (all optional)."""
+
+    ip: str | None = None
+    device: str | None = None
+    request_id: str | None = None
+
+
 # -- customers as others see them ----------------------------------------------------------------
 
 

@@ -9,8 +9,9 @@ the same transaction as the customer row.
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final, Protocol
 
@@ -41,6 +42,7 @@ from smartbank.customers.model import (
     KycStatus,
     KycSubmission,
     PaymentProfile,
+    RequestInfo,
     Tier,
     Verification,
     VerificationPurpose,
@@ -167,6 +169,21 @@ def _audit(principal: Principal, action: str, customer_id: uuid.UUID, details: d
     )
 
 
+async def _record(request: RequestInfo | None, conn: AsyncConnection, event: AuditEvent) -> None:
+    """Append an audit row, with where the request came from when the caller knows it."""
+    if request is not None:
+        ip = request.ip
+        if ip is not None:
+            try:
+                ip = str(ipaddress.ip_address(ip))
+            except ValueError:
+                ip = None  # the column is inet: an unparsable address is dropped, not a failed use case
+        device = request.device[:300] if request.device else None
+        request_id = request.request_id[:200] if request.request_id else None
+        event = replace(event, ip=ip, device=device, request_id=request_id)
+    await record(conn, event)
+
+
 def _contact_kind(value: str) -> ContactKind:
     try:
         return ContactKind(value)
@@ -189,14 +206,18 @@ class CustomerService:
 
     # -- verification codes --------------------------------------------------------------------
 
-    async def start_registration(self, kind: ContactKind, address: str) -> VerificationSent:
+    async def start_registration(
+        self, kind: ContactKind, address: str, *, request: RequestInfo | None = None
+    ) -> VerificationSent:
         """Send a 6-digit code to a phone or e-mail address; registration completes with it."""
         kind = _contact_kind(kind)
         normalised = normalise_contact(kind, address)
         async with self._db.transaction() as conn:
-            return await self._start(conn, VerificationPurpose.REGISTRATION, kind, normalised, None)
+            return await self._start(conn, VerificationPurpose.REGISTRATION, kind, normalised, None, request)
 
-    async def start_contact_change(self, principal: Principal, kind: ContactKind, address: str) -> VerificationSent:
+    async def start_contact_change(
+        self, principal: Principal, kind: ContactKind, address: str, *, request: RequestInfo | None = None
+    ) -> VerificationSent:
         """A customer proves a new phone or e-mail address before it replaces the old one."""
         if not principal.is_customer:
             raise _forbidden()
@@ -205,7 +226,7 @@ class CustomerService:
         async with self._db.transaction() as conn:
             if await queries.get_customer(conn, principal.id) is None:
                 raise DomainError(CustomerErrorCode.CUSTOMER_NOT_FOUND, "no such customer")
-            return await self._start(conn, VerificationPurpose.CONTACT_CHANGE, kind, normalised, principal.id)
+            return await self._start(conn, VerificationPurpose.CONTACT_CHANGE, kind, normalised, principal.id, request)
 
     async def _start(
         self,
@@ -214,6 +235,7 @@ class CustomerService:
         kind: ContactKind,
         address: str,
         customer_id: uuid.UUID | None,
+        request: RequestInfo | None,
     ) -> VerificationSent:
         now = self._clock.now()
         # Serialise starts for one address so that the count below cannot be raced past.
@@ -257,7 +279,8 @@ class CustomerService:
             },
         )
         await self._send_code(conn, kind, address, purpose, code)
-        await record(
+        await _record(
+            request,
             conn,
             AuditEvent(
                 action="customers.verification_started",
@@ -284,7 +307,7 @@ class CustomerService:
             ),
         )
 
-    async def resend_code(self, verification_id: uuid.UUID) -> VerificationSent:
+    async def resend_code(self, verification_id: uuid.UUID, *, request: RequestInfo | None = None) -> VerificationSent:
         """A fresh code for the same verification (the old one stops working), at most every minute
         and at most five times; the attempt count carries over."""
         now = self._clock.now()
@@ -303,7 +326,8 @@ class CustomerService:
                 {"id": v.id, "code_hash": code_digest(self._key, v.id, code), "now": now, "expires_at": expires_at},
             )
             await self._send_code(conn, v.kind, v.address, v.purpose, code)
-            await record(
+            await _record(
+                request,
                 conn,
                 AuditEvent(
                     action="customers.verification_resent",
@@ -322,6 +346,7 @@ class CustomerService:
         verification_id: uuid.UUID,
         code: str,
         purpose: VerificationPurpose,
+        request: RequestInfo | None,
         owner: uuid.UUID | None = None,
     ) -> tuple[Verification, DomainError | None]:
         """Lock the verification and check the code. A wrong code is counted (the caller commits
@@ -337,7 +362,8 @@ class CustomerService:
             text("UPDATE customers.verifications SET attempts = :attempts WHERE id = :id"),
             {"id": v.id, "attempts": attempts},
         )
-        await record(
+        await _record(
+            request,
             conn,
             AuditEvent(
                 action="customers.verification_failed",
@@ -371,13 +397,14 @@ class CustomerService:
         password: str,
         accepted_terms: bool,
         terms_version: str,
+        request: RequestInfo | None = None,
     ) -> CustomerProfile:
         """Create the customer and their login from a verified phone or e-mail address."""
         version = check_terms(accepted_terms, terms_version)
         now = self._clock.now()
         profile: CustomerProfile | None = None
         async with self._db.transaction() as conn:
-            v, wrong = await self._check_code(conn, verification_id, code, VerificationPurpose.REGISTRATION)
+            v, wrong = await self._check_code(conn, verification_id, code, VerificationPurpose.REGISTRATION, request)
             if wrong is None:
                 customer_id = new_id()
                 column = "phone" if v.kind is ContactKind.PHONE else "email"
@@ -400,7 +427,8 @@ class CustomerService:
                     conn, principal_id=customer_id, kind=PrincipalKind.CUSTOMER, login=v.address, password=password
                 )
                 await self._consume(conn, v, customer_id)
-                await record(
+                await _record(
+                    request,
                     conn,
                     AuditEvent(
                         action="customers.registered",
@@ -425,7 +453,7 @@ class CustomerService:
         return profile
 
     async def confirm_contact_change(
-        self, principal: Principal, verification_id: uuid.UUID, code: str
+        self, principal: Principal, verification_id: uuid.UUID, code: str, *, request: RequestInfo | None = None
     ) -> CustomerProfile:
         """Replace the customer's phone or e-mail with the address the verification proved.
 
@@ -437,7 +465,7 @@ class CustomerService:
         profile: CustomerProfile | None = None
         async with self._db.transaction() as conn:
             v, wrong = await self._check_code(
-                conn, verification_id, code, VerificationPurpose.CONTACT_CHANGE, owner=principal.id
+                conn, verification_id, code, VerificationPurpose.CONTACT_CHANGE, request, owner=principal.id
             )
             if wrong is None:
                 column = "phone" if v.kind is ContactKind.PHONE else "email"
@@ -457,7 +485,8 @@ class CustomerService:
                         CustomerErrorCode.LOGIN_TAKEN, f"this {v.kind.value} belongs to another customer"
                     ) from None
                 await self._consume(conn, v, principal.id)
-                await record(
+                await _record(
+                    request,
                     conn,
                     _audit(
                         principal,
@@ -541,7 +570,9 @@ class CustomerService:
             next_cursor = encode_queue_cursor(last.kyc_submitted_at, last.id)
         return CustomerPage(items[:limit], next_cursor)
 
-    async def reveal_id_number(self, principal: Principal, customer_id: uuid.UUID, reason: str) -> str:
+    async def reveal_id_number(
+        self, principal: Principal, customer_id: uuid.UUID, reason: str, *, request: RequestInfo | None = None
+    ) -> str:
         """The full ID number, for a KYC reviewer comparing it with the document; audited with the
         reviewer's reason (the number itself is not written to the audit row)."""
         require_permission(principal, Permission.KYC_DECIDE)
@@ -556,7 +587,9 @@ class CustomerService:
                 raise DomainError(CustomerErrorCode.CUSTOMER_NOT_FOUND, "no such customer")
             if row.id_number is None:
                 raise DomainError(CustomerErrorCode.KYC_PROFILE_MISSING, "the customer has not submitted a KYC profile")
-            await record(conn, _audit(principal, "customers.id_number_revealed", customer_id, {"reason": clean_reason}))
+            await _record(
+                request, conn, _audit(principal, "customers.id_number_revealed", customer_id, {"reason": clean_reason})
+            )
         return str(row.id_number)
 
     async def purge_verifications(self, limit: int = PURGE_BATCH) -> int:
@@ -590,7 +623,9 @@ class CustomerService:
 
     # -- self-service changes ------------------------------------------------------------------
 
-    async def update_address(self, principal: Principal, customer_id: uuid.UUID, address: Address) -> CustomerProfile:
+    async def update_address(
+        self, principal: Principal, customer_id: uuid.UUID, address: Address, *, request: RequestInfo | None = None
+    ) -> CustomerProfile:
         authorize_customer(principal, customer_id, None)
         clean = normalise_address(address)
         now = self._clock.now()
@@ -606,7 +641,8 @@ class CustomerService:
             ).first()
             if updated is None:
                 raise DomainError(CustomerErrorCode.CUSTOMER_NOT_FOUND, "no such customer")
-            await record(
+            await _record(
+                request,
                 conn,
                 _audit(
                     principal,
@@ -622,7 +658,12 @@ class CustomerService:
     # -- KYC -----------------------------------------------------------------------------------
 
     async def submit_kyc(
-        self, principal: Principal, customer_id: uuid.UUID, submission: KycSubmission
+        self,
+        principal: Principal,
+        customer_id: uuid.UUID,
+        submission: KycSubmission,
+        *,
+        request: RequestInfo | None = None,
     ) -> CustomerProfile:
         """The customer gives their legal identity; the profile waits for a staff decision."""
         authorize_customer(principal, customer_id, None)
@@ -674,7 +715,8 @@ class CustomerService:
                 ),
                 {"id": customer_id, "keys": checked.name_keys},
             )
-            await record(
+            await _record(
+                request,
                 conn,
                 _audit(
                     principal,
@@ -688,7 +730,13 @@ class CustomerService:
         return profile
 
     async def decide_kyc(
-        self, principal: Principal, customer_id: uuid.UUID, decision: KycDecision, reason: str
+        self,
+        principal: Principal,
+        customer_id: uuid.UUID,
+        decision: KycDecision,
+        reason: str,
+        *,
+        request: RequestInfo | None = None,
     ) -> CustomerProfile:
         """Staff with ``kyc:decide`` verify or reject a pending profile, with a reason. Verifying
         writes ``customers.kyc_verified`` to the outbox in the same transaction."""
@@ -712,8 +760,8 @@ class CustomerService:
                 ),
                 {"id": customer_id, "status": status.value, "now": now, "by": principal.id, "reason": clean_reason},
             )
-            await record(
-                conn, _audit(principal, f"customers.kyc_{status.value}", customer_id, {"reason": clean_reason})
+            await _record(
+                request, conn, _audit(principal, f"customers.kyc_{status.value}", customer_id, {"reason": clean_reason})
             )
             if status is KycStatus.VERIFIED:
                 await write_event(
@@ -725,7 +773,15 @@ class CustomerService:
 
     # -- tiers ---------------------------------------------------------------------------------
 
-    async def set_tier(self, principal: Principal, customer_id: uuid.UUID, tier: str, reason: str) -> CustomerProfile:
+    async def set_tier(
+        self,
+        principal: Principal,
+        customer_id: uuid.UUID,
+        tier: str,
+        reason: str,
+        *,
+        request: RequestInfo | None = None,
+    ) -> CustomerProfile:
         """Staff with ``tiers:set`` move a customer to another tier (and so other payment limits)."""
         require_permission(principal, Permission.TIERS_SET)
         code = check_tier_code(tier)
@@ -742,7 +798,8 @@ class CustomerService:
                     text("UPDATE customers.customers SET tier = :tier, updated_at = :now WHERE id = :id"),
                     {"id": customer_id, "tier": code, "now": now},
                 )
-                await record(
+                await _record(
+                    request,
                     conn,
                     _audit(
                         principal,
