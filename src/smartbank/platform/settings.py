@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     audit_key: SecretStr | None = Field(default=None, min_length=32)
     #: Staff without a session that passed MFA are refused on staff routes (403 ``mfa_required``).
     staff_mfa_required: bool = False
+    #: Key of the keyed hashes of personal data (national ID numbers, one-time codes). Required in
+    #: production; development and test fall back to a fixed, public key.
+    pii_key: SecretStr | None = Field(default=None, min_length=32)
 
     @property
     def pgdata_dir(self) -> Path:
