@@ -17,7 +17,10 @@ from reportlab.pdfgen import canvas
 
 from smartbank.banking.model import Statement, format_account_number, format_minor
 
+#: For names and references, which may be Chinese (a CID font: viewers supply the glyphs).
 FONT: Final = "STSong-Light"
+#: For headings, dates and amounts (one of the PDF standard fonts).
+LATIN_FONT: Final = "Helvetica"
 CSV_HEADER: Final = ("date", "description", "counterparty", "amount", "balance", "currency", "transfer_id")
 
 
@@ -74,7 +77,7 @@ def render_pdf(statement: Statement) -> bytes:
         if y < margin:
             pdf.showPage()
             y = height - margin
-        pdf.setFont(font, size)
+        pdf.setFont(LATIN_FONT, size)
         pdf.drawString(x, y, text)
 
     def row(cells: tuple[str, str, str, str, str]) -> None:
@@ -82,16 +85,17 @@ def render_pdf(statement: Statement) -> bytes:
         if y < margin:
             pdf.showPage()
             y = height - margin
-        pdf.setFont(font, 8)
         date, description, counterparty, amount, balance = cells
+        pdf.setFont(LATIN_FONT, 8)
         pdf.drawString(margin, y, date)
-        pdf.drawString(margin + 70, y, description[:40])
-        pdf.drawString(margin + 250, y, counterparty[:36])
         pdf.drawRightString(width - margin - 80, y, amount)
         pdf.drawRightString(width - margin, y, balance)
+        pdf.setFont(font, 8)
+        pdf.drawString(margin + 70, y, description[:40])
+        pdf.drawString(margin + 250, y, counterparty[:36])
         y -= 12
 
-    line("smartbank — account statement", size=14)
+    line("smartbank - account statement", size=14)
     y -= 20
     line(f"Account {format_account_number(statement.account_number)} ({cur})")
     y -= 12
