@@ -42,7 +42,12 @@ async def payments_of(db: Database, customer: uuid.UUID) -> int:
 
 
 async def test_payment_happy_path_moves_exact_amounts_and_records_everything(
-    banking: BankingService, bledger: LedgerService, bdb: Database, directory: FakeDirectory, risk: RecordingRisk
+    banking: BankingService,
+    bledger: LedgerService,
+    bdb: Database,
+    directory: FakeDirectory,
+    risk: RecordingRisk,
+    bclock: FrozenClock,
 ) -> None:
     alice = new_customer(directory)
     bob = new_customer(directory)
@@ -50,7 +55,7 @@ async def test_payment_happy_path_moves_exact_amounts_and_records_everything(
     target = await funded_account(banking, bledger, bob, 0)
     bob_account = (await banking.list_accounts(bob, bob.id))[0]
     payee = await banking.add_payee(alice, "Bob Li", bob_account.number)
-    banking._clock.advance(timedelta(days=1))  # type: ignore[attr-defined]  # the payee is no longer new
+    bclock.advance(timedelta(days=1))  # the payee is no longer new
 
     payment = await banking.submit_payment(
         alice, "pay-1", PaymentRequest(source, 12_345, CNY, to_payee_id=payee.id, reference="March rent")
@@ -85,7 +90,7 @@ async def test_payment_happy_path_moves_exact_amounts_and_records_everything(
         ("banking.transfer_submitted", "success", alice.id),
         ("banking.transfer_completed", "success", alice.id),
     ]
-    day = local_day(banking._clock.now(), "Asia/Shanghai")  # type: ignore[attr-defined]
+    day = local_day(bclock.now(), "Asia/Shanghai")
     assert await banking.daily_usage(alice, alice.id, day) == 12_345
     assert await bledger.verify() == []
 
@@ -138,7 +143,7 @@ async def test_same_key_with_a_different_request_is_409_idempotency_key_reused(
 
 
 async def test_payment_over_the_daily_limit_is_refused_and_nothing_is_posted(
-    banking: BankingService, bledger: LedgerService, bdb: Database, directory: FakeDirectory
+    banking: BankingService, bledger: LedgerService, bdb: Database, directory: FakeDirectory, bclock: FrozenClock
 ) -> None:
     alice = new_customer(directory, per_payment_minor=100_000, daily_minor=100_000)
     source = await funded_account(banking, bledger, alice, 500_000)
@@ -156,7 +161,7 @@ async def test_payment_over_the_daily_limit_is_refused_and_nothing_is_posted(
     assert (await posted(bledger, source), await posted(bledger, savings)) == (420_000, 80_000)
     assert len((await bledger.account_transfers(source)).items) == transfers_before
     assert await payments_of(bdb, alice.id) == 1
-    day = local_day(banking._clock.now(), "Asia/Shanghai")  # type: ignore[attr-defined]
+    day = local_day(bclock.now(), "Asia/Shanghai")
     assert await banking.daily_usage(alice, alice.id, day) == 80_000
     # Exactly up to the limit is allowed.
     await banking.submit_payment(alice, "c", PaymentRequest(source, 20_000, CNY, to_account_id=savings))
@@ -164,7 +169,7 @@ async def test_payment_over_the_daily_limit_is_refused_and_nothing_is_posted(
 
 
 async def test_concurrent_payments_cannot_jointly_exceed_the_daily_limit(
-    banking: BankingService, bledger: LedgerService, bdb: Database, directory: FakeDirectory
+    banking: BankingService, bledger: LedgerService, bdb: Database, directory: FakeDirectory, bclock: FrozenClock
 ) -> None:
     alice = new_customer(directory, per_payment_minor=100_000, daily_minor=100_000)
     source = await funded_account(banking, bledger, alice, 1_000_000)
@@ -181,7 +186,7 @@ async def test_concurrent_payments_cannot_jointly_exceed_the_daily_limit(
 
     assert sorted(outcomes) == ["daily_limit_exceeded"] * 4 + ["ok"] * 6
     assert await posted(bledger, savings) == 90_000
-    day = local_day(banking._clock.now(), "Asia/Shanghai")  # type: ignore[attr-defined]
+    day = local_day(bclock.now(), "Asia/Shanghai")
     assert await banking.daily_usage(alice, alice.id, day) == 90_000
     assert await payments_of(bdb, alice.id) == 6
 
@@ -323,7 +328,7 @@ async def test_freezing_needs_the_freeze_permission(
 
 
 async def test_insufficient_funds_fails_the_payment_posts_nothing_and_frees_the_daily_limit(
-    banking: BankingService, bledger: LedgerService, bdb: Database, directory: FakeDirectory
+    banking: BankingService, bledger: LedgerService, bdb: Database, directory: FakeDirectory, bclock: FrozenClock
 ) -> None:
     alice = new_customer(directory)
     source = await funded_account(banking, bledger, alice, 1_000)
@@ -337,7 +342,7 @@ async def test_insufficient_funds_fails_the_payment_posts_nothing_and_frees_the_
     payment = await banking.get_payment(alice, payment_id)
     assert (payment.status, payment.failure_code) == (PaymentStatus.FAILED, "insufficient_funds")
     assert (await posted(bledger, source), await posted(bledger, savings)) == (1_000, 0)
-    day = local_day(banking._clock.now(), "Asia/Shanghai")  # type: ignore[attr-defined]
+    day = local_day(bclock.now(), "Asia/Shanghai")
     assert await banking.daily_usage(alice, alice.id, day) == 0
     # The replay gives the first answer, even once the money is there.
     await funded_account(banking, bledger, alice, 0)
@@ -367,7 +372,7 @@ async def test_risk_denial_is_recorded_and_refused(
 
 
 async def test_another_customers_objects_are_not_found(
-    banking: BankingService, bledger: LedgerService, bdb: Database, directory: FakeDirectory
+    banking: BankingService, bledger: LedgerService, bdb: Database, directory: FakeDirectory, bclock: FrozenClock
 ) -> None:
     alice = new_customer(directory)
     mallory = new_customer(directory)
@@ -390,7 +395,7 @@ async def test_another_customers_objects_are_not_found(
         banking.submit_payment(mallory, "m3", PaymentRequest(own, 100, CNY, to_account_id=savings)),
         banking.list_accounts(mallory, alice.id),
         banking.list_payees(mallory, alice.id),
-        banking.statement(mallory, source, banking._clock.now().date(), banking._clock.now().date()),  # type: ignore[attr-defined]
+        banking.statement(mallory, source, bclock.now().date(), bclock.now().date()),
     ):
         error = await refused(attempt, "not_found")
         assert error.http_status == 404
