@@ -52,6 +52,18 @@ class Settings(BaseSettings):
     #: Key of the keyed hashes of personal data (national ID numbers, one-time codes). Required in
     #: production; development and test fall back to a fixed, public key.
     pii_key: SecretStr | None = Field(default=None, min_length=32)
+    # -- banking ---------------------------------------------------------------------------------
+    #: IBAN form of account numbers: ISO country and national bank code; unset (the CNY default): none.
+    banking_iban_country: str | None = None
+    banking_iban_bank_code: str | None = None
+    #: Payments above this many minor units need a fresh MFA (step-up).
+    banking_step_up_threshold_minor: int = Field(default=500_000, ge=0)
+    #: How recent an MFA challenge must be to count for a step-up.
+    banking_step_up_max_age_s: int = Field(default=300, ge=1, le=3600)
+    #: The time zone whose calendar day the daily payment limit and statement dates follow.
+    banking_timezone: str = "Asia/Shanghai"
+    #: The branch that holds accounts opened online.
+    banking_default_branch: str = "0001"
 
     @property
     def pgdata_dir(self) -> Path:

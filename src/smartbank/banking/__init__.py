@@ -1,0 +1,1 @@
+"""Banking: deposit accounts, payees, payments, history, statements and teller operations."""

@@ -1,0 +1,886 @@
+"""Banking use cases. Each takes the caller as a :class:`Principal` and checks it.
+
+Customers reach only their own accounts, payees and payments (anything else is ``not_found``, so
+they learn nothing); staff act by permission; everyone else is refused.
+
+A payment moves money in three steps, because the ledger's transfer call commits on its own:
+
+1. one banking transaction checks the rules, reserves the daily limit and writes the payment as
+   ``submitted`` with a transfer id;
+2. ``LedgerService.submit`` with that id (a retry with the same id and fields is ``exists``);
+3. a transaction marks the payment ``completed`` (with its outbox event) or ``failed``.
+
+Steps 2 and 3 run while holding the payment's row lock, so a payment is driven by one caller at a
+time; a replay of its idempotency key, or the recovery job after a crash, drives a payment left in
+``submitted`` to the end. See docs/adr/0005-banking-payments.md.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Final
+
+from smartbank.banking import queries
+from smartbank.banking.errors import BankingErrorCode
+from smartbank.banking.model import (
+    BANKING_NAMESPACE,
+    MAX_PAYEE_NAME,
+    MAX_PAYEES,
+    MAX_STATEMENT_LINES,
+    TRANSFER_CODE_CASH_DEPOSIT,
+    TRANSFER_CODE_CASH_WITHDRAWAL,
+    TRANSFER_CODE_PAYMENT,
+    AccountBalance,
+    AccountState,
+    CashRequest,
+    DepositAccount,
+    Entry,
+    EntryPage,
+    HistoryFilter,
+    KycStatus,
+    Payee,
+    Payment,
+    PaymentAssessment,
+    PaymentKind,
+    PaymentRequest,
+    PaymentStatus,
+    Product,
+    RiskOutcome,
+    Statement,
+    banking_code_for_ledger,
+    build_statement,
+    check_account_number,
+    check_can_pay,
+    check_daily_limit,
+    check_idempotency_key,
+    check_page_size,
+    check_statement_period,
+    day_bounds,
+    decode_cursor,
+    encode_cursor,
+    iban_for,
+    local_day,
+    make_account_number,
+    step_up_reason,
+)
+from smartbank.banking.ports import AllowAllRiskGate, CustomerDirectory, RiskGate
+from smartbank.identity.model import Permission, Principal
+from smartbank.kernel.clock import Clock
+from smartbank.kernel.errors import DomainError, ErrorCode
+from smartbank.kernel.ids import new_id
+from smartbank.kernel.invariants import invariant
+from smartbank.kernel.money import currency_exponent
+from smartbank.ledger.model import AccountKind, AccountSpec, AccountStatus, Transfer, TransferRequest
+from smartbank.ledger.service import LedgerService
+from smartbank.platform.audit import AuditEvent, Outcome, record
+from smartbank.platform.db import Database
+from smartbank.platform.logging import get_logger
+from smartbank.platform.outbox import claim_event, write_event
+from smartbank.platform.settings import Settings
+
+log = get_logger(__name__)
+
+#: Outbox topics banking writes.
+TOPIC_PAYMENT_COMPLETED: Final = "banking.payment_completed"
+TOPIC_ACCOUNT_OPENED: Final = "banking.account_opened"
+#: Most accounts a customer can hold (and a listing returns).
+MAX_ACCOUNTS_PER_CUSTOMER: Final = 50
+#: Most stuck payments one recovery pass drives.
+RECOVERY_BATCH: Final = 100
+MAX_FREEZE_REASON: Final = 200
+
+
+@dataclass(frozen=True, slots=True)
+class BankingConfig:
+    iban_country: str | None = None
+    iban_bank_code: str | None = None
+    step_up_threshold_minor: int = 500_000
+    step_up_max_age: timedelta = timedelta(minutes=5)
+    timezone: str = "Asia/Shanghai"
+    default_branch: str = "0001"
+    #: The currency of the account opened when a customer's KYC is verified.
+    kyc_account_currency: str = "CNY"
+    #: A payment still ``submitted`` this long after it was written is driven by the recovery job.
+    recovery_after: timedelta = timedelta(seconds=30)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BankingConfig:
+        return cls(
+            iban_country=settings.banking_iban_country,
+            iban_bank_code=settings.banking_iban_bank_code,
+            step_up_threshold_minor=settings.banking_step_up_threshold_minor,
+            step_up_max_age=timedelta(seconds=settings.banking_step_up_max_age_s),
+            timezone=settings.banking_timezone,
+            default_branch=settings.banking_default_branch,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who an audit row names."""
+
+    kind: str
+    id: uuid.UUID | None
+
+    @classmethod
+    def of(cls, principal: Principal) -> Actor:
+        return cls(principal.kind.value, principal.id)
+
+
+SYSTEM: Final = Actor("system", None)
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionDetail:
+    entry: Entry
+    transfer: Transfer
+    payment: Payment | None
+
+
+def _not_found(what: str) -> DomainError:
+    return DomainError(ErrorCode.NOT_FOUND, f"no such {what}")
+
+
+def _forbidden() -> DomainError:
+    return DomainError(ErrorCode.FORBIDDEN, "not allowed")
+
+
+def _check_usable(account: DepositAccount, side: str) -> None:
+    if account.status is AccountState.FROZEN:
+        raise DomainError(BankingErrorCode.ACCOUNT_FROZEN, "the account is frozen", side=side)
+    if account.status is AccountState.CLOSED:
+        raise DomainError(BankingErrorCode.ACCOUNT_CLOSED, "the account is closed", side=side)
+
+
+def _check_currency(currency: str, *accounts: DepositAccount) -> None:
+    for account in accounts:
+        if account.currency != currency:
+            raise DomainError(
+                ErrorCode.CURRENCY_MISMATCH,
+                f"the account is in {account.currency}; the amount is in {currency}",
+                left=currency,
+                right=account.currency,
+            )
+
+
+def answer(payment: Payment) -> Payment:
+    """What the client is told about a payment that has finished: itself, or its failure."""
+    if payment.status is PaymentStatus.FAILED:
+        assert payment.failure_code is not None
+        raise DomainError(
+            payment.failure_code, f"the payment failed: {payment.failure_code}", payment_id=str(payment.id)
+        )
+    return payment
+
+
+class BankingService:
+    def __init__(
+        self,
+        db: Database,
+        ledger: LedgerService,
+        clock: Clock,
+        customers: CustomerDirectory,
+        *,
+        risk: RiskGate | None = None,
+        config: BankingConfig | None = None,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self._db = db
+        self._ledger = ledger
+        self._clock = clock
+        self._customers = customers
+        self._risk: RiskGate = risk or AllowAllRiskGate()
+        self.config = config or BankingConfig()
+        self._after_commit = after_commit
+
+    def _kick(self) -> None:
+        if self._after_commit is not None:
+            self._after_commit()
+
+    # -- access ----------------------------------------------------------------------------------
+
+    async def _account_for(self, principal: Principal, account_id: uuid.UUID, permission: Permission) -> DepositAccount:
+        """The one access rule for deposit accounts: the owner, or staff with ``permission``."""
+        if principal.is_staff and not principal.can(permission):
+            raise _forbidden()
+        if not (principal.is_customer or principal.is_staff):
+            raise _forbidden()
+        async with self._db.connect() as conn:
+            account = await queries.get_account(conn, account_id)
+        if account is None or (principal.is_customer and not principal.owns(account.customer_id)):
+            raise _not_found("account")
+        return account
+
+    def _customer_scope(self, principal: Principal, customer_id: uuid.UUID, permission: Permission) -> None:
+        if principal.is_customer:
+            if not principal.owns(customer_id):
+                raise _not_found("customer")
+            return
+        if not (principal.is_staff and principal.can(permission)):
+            raise _forbidden()
+
+    # -- accounts --------------------------------------------------------------------------------
+
+    async def open_account(
+        self, principal: Principal, product: Product, currency: str, *, branch_code: str | None = None
+    ) -> DepositAccount:
+        """A verified customer opens another account for themselves."""
+        if not principal.is_customer:
+            raise _forbidden()
+        currency_exponent(currency)
+        profile = await self._customers.payment_profile(principal.id)
+        if profile.kyc_status != KycStatus.VERIFIED:
+            raise DomainError(BankingErrorCode.KYC_NOT_VERIFIED, "opening an account needs a verified identity")
+        async with self._db.connect() as conn:
+            if len(await queries.customer_accounts(conn, principal.id, MAX_ACCOUNTS_PER_CUSTOMER)) >= (
+                MAX_ACCOUNTS_PER_CUSTOMER
+            ):
+                raise DomainError(ErrorCode.CONFLICT, f"a customer holds at most {MAX_ACCOUNTS_PER_CUSTOMER} accounts")
+        account, _ = await self._open(
+            new_id(), principal.id, product, currency, branch_code or self.config.default_branch, Actor.of(principal)
+        )
+        return account
+
+    async def open_account_on_kyc(self, event_id: uuid.UUID, customer_id: uuid.UUID) -> DepositAccount | None:
+        """The ``customers.kyc_verified`` consumer: a CNY current account, opened once per customer.
+
+        The account id is derived from the customer id, so a second delivery of the event (or a second
+        event for the same customer) finds the account already there; ``claim_event`` records the event.
+        """
+        account_id = uuid.uuid5(BANKING_NAMESPACE, f"kyc-current:{customer_id}")
+        account, created = await self._open(
+            account_id,
+            customer_id,
+            Product.CURRENT,
+            self.config.kyc_account_currency,
+            self.config.default_branch,
+            SYSTEM,
+            claim=("banking.kyc_account", event_id),
+        )
+        return account if created else None
+
+    async def _open(
+        self,
+        account_id: uuid.UUID,
+        customer_id: uuid.UUID,
+        product: Product,
+        currency: str,
+        branch_code: str,
+        actor: Actor,
+        *,
+        claim: tuple[str, uuid.UUID] | None = None,
+    ) -> tuple[DepositAccount, bool]:
+        async with self._db.connect() as conn:
+            branch = await queries.get_branch(conn, branch_code)
+        if branch is None:
+            raise DomainError(BankingErrorCode.BRANCH_NOT_FOUND, "no such branch", branch=branch_code)
+        # The ledger account first (its own transaction, idempotent by id); a crash before the banking
+        # row leaves an empty ledger account that the retry (same id) adopts.
+        await self._ledger.open_account(
+            AccountSpec(
+                id=account_id,
+                currency=currency,
+                kind=AccountKind.LIABILITY,
+                code=product.ledger_code,
+                owner_ref=f"customer:{customer_id}",
+                debits_must_not_exceed_credits=True,
+            )
+        )
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            if claim is not None and not await claim_event(conn, claim[0], claim[1]):
+                existing = await queries.get_account(conn, account_id)
+                invariant(existing is not None, "a claimed event left no account", id=str(account_id))
+                assert existing is not None
+                return existing, False
+            existing = await queries.get_account(conn, account_id, lock="update")
+            if existing is not None:
+                return existing, False
+            number = make_account_number(branch_code, await queries.next_account_serial(conn))
+            iban = None
+            if self.config.iban_country and self.config.iban_bank_code:
+                iban = iban_for(number, self.config.iban_country, self.config.iban_bank_code)
+            account = DepositAccount(
+                account_id, customer_id, number, iban, product, currency, AccountState.OPEN, branch_code, now
+            )
+            invariant(await queries.insert_account(conn, account), "account id taken", id=str(account_id))
+            await record(
+                conn,
+                AuditEvent(
+                    "banking.account_opened",
+                    actor_kind=actor.kind,
+                    actor_id=actor.id,
+                    subject_type="account",
+                    subject_id=str(account_id),
+                    details={"customer_id": str(customer_id), "product": product.value, "currency": currency},
+                ),
+            )
+            await write_event(
+                conn,
+                TOPIC_ACCOUNT_OPENED,
+                {
+                    "account_id": str(account_id),
+                    "customer_id": str(customer_id),
+                    "number": number,
+                    "product": product.value,
+                    "currency": currency,
+                },
+            )
+        self._kick()
+        return account, True
+
+    async def list_accounts(self, principal: Principal, customer_id: uuid.UUID) -> list[DepositAccount]:
+        self._customer_scope(principal, customer_id, Permission.ACCOUNTS_READ)
+        async with self._db.connect() as conn:
+            return await queries.customer_accounts(conn, customer_id, MAX_ACCOUNTS_PER_CUSTOMER)
+
+    async def get_account(self, principal: Principal, account_id: uuid.UUID) -> AccountBalance:
+        account = await self._account_for(principal, account_id, Permission.ACCOUNTS_READ)
+        ledger_account = await self._ledger.get_account(account.id)
+        return AccountBalance(
+            account,
+            ledger_account.balances.posted(ledger_account.kind),
+            ledger_account.balances.available(ledger_account.kind),
+        )
+
+    async def set_frozen(
+        self, principal: Principal, account_id: uuid.UUID, frozen: bool, reason: str
+    ) -> DepositAccount:
+        """Freeze or unfreeze an account (staff with ``ACCOUNTS_FREEZE``); the ledger account follows."""
+        if not (principal.is_staff and principal.can(Permission.ACCOUNTS_FREEZE)):
+            raise _forbidden()
+        reason = reason.strip()
+        if not 1 <= len(reason) <= MAX_FREEZE_REASON:
+            raise DomainError(
+                ErrorCode.VALIDATION_ERROR, f"a reason of 1..{MAX_FREEZE_REASON} characters", field="reason"
+            )
+        account = await self._account_for(principal, account_id, Permission.ACCOUNTS_FREEZE)
+        if account.status is AccountState.CLOSED:
+            raise DomainError(BankingErrorCode.ACCOUNT_CLOSED, "the account is closed")
+        target = AccountState.FROZEN if frozen else AccountState.OPEN
+        # The ledger first: it refuses transfers on a frozen account whatever banking says, and a
+        # retry after a crash between the two steps converges (both are idempotent).
+        await self._ledger.set_account_status(account.id, AccountStatus(target.value))
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            current = await queries.get_account(conn, account.id, lock="update")
+            assert current is not None
+            if current.status is not target:
+                await queries.set_account_state(conn, account.id, target, now)
+            await record(
+                conn,
+                AuditEvent(
+                    "banking.account_frozen" if frozen else "banking.account_unfrozen",
+                    actor_kind=principal.kind.value,
+                    actor_id=principal.id,
+                    subject_type="account",
+                    subject_id=str(account.id),
+                    details={"reason": reason, "previous_status": current.status.value},
+                ),
+            )
+            updated = await queries.get_account(conn, account.id)
+        assert updated is not None
+        return updated
+
+    # -- payees ----------------------------------------------------------------------------------
+
+    async def add_payee(self, principal: Principal, name: str, account_number: str) -> Payee:
+        if not principal.is_customer:
+            raise _forbidden()
+        name = name.strip() if isinstance(name, str) else ""
+        if not 1 <= len(name) <= MAX_PAYEE_NAME or not name.isprintable():
+            raise DomainError(
+                ErrorCode.VALIDATION_ERROR, f"a payee name is 1..{MAX_PAYEE_NAME} printable characters", field="name"
+            )
+        number = check_account_number(account_number)
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            target = await queries.get_account_by_number(conn, number)
+            if target is None or target.status is AccountState.CLOSED:
+                raise DomainError(
+                    BankingErrorCode.UNKNOWN_ACCOUNT_NUMBER, "no open account has this number", field="account_number"
+                )
+            if await queries.lock_customer_payees(conn, principal.id) >= MAX_PAYEES:
+                raise DomainError(BankingErrorCode.TOO_MANY_PAYEES, f"a customer keeps at most {MAX_PAYEES} payees")
+            payee = Payee(new_id(), principal.id, name, number, target.id, now)
+            if not await queries.insert_payee(conn, payee):
+                raise DomainError(BankingErrorCode.PAYEE_ALREADY_EXISTS, "this account is already a payee")
+            await record(
+                conn,
+                AuditEvent(
+                    "banking.payee_added",
+                    actor_kind=principal.kind.value,
+                    actor_id=principal.id,
+                    subject_type="payee",
+                    subject_id=str(payee.id),
+                    details={"account_number": number},
+                ),
+            )
+        return payee
+
+    async def list_payees(self, principal: Principal, customer_id: uuid.UUID) -> list[Payee]:
+        self._customer_scope(principal, customer_id, Permission.ACCOUNTS_READ)
+        async with self._db.connect() as conn:
+            return await queries.customer_payees(conn, customer_id, MAX_PAYEES)
+
+    async def delete_payee(self, principal: Principal, payee_id: uuid.UUID) -> None:
+        if not principal.is_customer:
+            raise _forbidden()
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            await queries.lock_customer_payees(conn, principal.id)
+            payee = await queries.get_live_payee(conn, payee_id)
+            if payee is None or not principal.owns(payee.customer_id):
+                raise _not_found("payee")
+            await queries.delete_payee(conn, payee_id, now)
+            await record(
+                conn,
+                AuditEvent(
+                    "banking.payee_deleted",
+                    actor_kind=principal.kind.value,
+                    actor_id=principal.id,
+                    subject_type="payee",
+                    subject_id=str(payee_id),
+                ),
+            )
+
+    # -- payments --------------------------------------------------------------------------------
+
+    async def submit_payment(self, principal: Principal, idempotency_key: str, request: PaymentRequest) -> Payment:
+        """Pay from one of the customer's accounts to a payee or to another of their accounts.
+
+        The same key with the same request returns the first answer (a failure is raised again);
+        with another request, ``idempotency_key_reused``.
+        """
+        if not principal.is_customer:
+            raise _forbidden()
+        key = check_idempotency_key(idempotency_key)
+        request.validate()
+        fingerprint = request.fingerprint()
+        replay = await self._replay(principal, key, fingerprint)
+        if replay is not None:
+            return replay
+
+        now = self._clock.now()
+        source = await self._account_for(principal, request.from_account_id, Permission.ACCOUNTS_READ)
+        payee: Payee | None = None
+        if request.to_payee_id is not None:
+            async with self._db.connect() as conn:
+                payee = await queries.get_live_payee(conn, request.to_payee_id)
+                target = None if payee is None else await queries.get_account(conn, payee.account_id)
+            if payee is None or target is None or not principal.owns(payee.customer_id):
+                raise _not_found("payee")
+        else:
+            assert request.to_account_id is not None
+            target = await self._account_for(principal, request.to_account_id, Permission.ACCOUNTS_READ)
+        if target.id == source.id:
+            raise DomainError(BankingErrorCode.ACCOUNTS_MUST_BE_DIFFERENT, "pay to another account")
+        _check_usable(source, "debit")
+        _check_usable(target, "credit")
+        _check_currency(request.currency, source, target)
+
+        profile = await self._customers.payment_profile(principal.id)
+        check_can_pay(profile, request.amount_minor, request.currency)
+        reason = step_up_reason(
+            request.amount_minor,
+            self.config.step_up_threshold_minor,
+            payee.created_at if payee is not None else None,
+            now,
+        )
+        if reason is not None and not principal.mfa_fresh(now, self.config.step_up_max_age):
+            raise DomainError(BankingErrorCode.STEP_UP_REQUIRED, "confirm this payment with MFA", reason=reason)
+
+        payment_id = new_id()
+        decision = await self._risk.assess_payment(
+            PaymentAssessment(
+                payment_id=payment_id,
+                kind=PaymentKind.TRANSFER,
+                customer_id=principal.id,
+                initiated_by=principal.id,
+                account_id=source.id,
+                counterparty_account_id=target.id,
+                amount_minor=request.amount_minor,
+                currency=request.currency,
+                new_payee=reason == "new_payee",
+                at=now,
+            )
+        )
+        denied = decision.decision is RiskOutcome.DENY
+        payment = Payment(
+            id=payment_id,
+            kind=PaymentKind.TRANSFER,
+            customer_id=principal.id,
+            initiated_by=principal.id,
+            account_id=source.id,
+            counterparty_account_id=target.id,
+            payee_id=payee.id if payee is not None else None,
+            branch_code=None,
+            debit_account_id=source.id,
+            credit_account_id=target.id,
+            amount_minor=request.amount_minor,
+            currency=request.currency,
+            reference=request.reference.strip(),
+            transfer_id=uuid.uuid5(BANKING_NAMESPACE, f"payment:{payment_id}"),
+            status=PaymentStatus.FAILED if denied else PaymentStatus.SUBMITTED,
+            failure_code=BankingErrorCode.RISK_DECLINED.value if denied else None,
+            usage_day=None if denied else local_day(now, self.config.timezone),
+            step_up=reason is not None,
+            risk_decision=decision.decision,
+            risk_reason=decision.reason[:200],
+            risk_version=decision.version[:100],
+            created_at=now,
+            finished_at=now if denied else None,
+        )
+        async with self._db.transaction() as conn:
+            inserted = await queries.insert_payment(
+                conn, payment, key=key, request_hash=fingerprint, initiator_kind="customer"
+            )
+            if inserted and payment.usage_day is not None:
+                used = await queries.lock_daily_usage(conn, principal.id, payment.usage_day, payment.currency)
+                check_daily_limit(used, payment.amount_minor, profile.daily_limit_minor, profile.tier)
+                await queries.add_daily_usage(conn, principal.id, payment.usage_day, payment.amount_minor)
+            if inserted:
+                await self._audit_payment(conn, payment, Actor.of(principal), "submitted" if not denied else "failed")
+        if not inserted:  # a concurrent request with this key won: answer as it did
+            replay = await self._replay(principal, key, fingerprint)
+            invariant(replay is not None, "an idempotency key conflicted with no row", key=key)
+            assert replay is not None
+            return replay
+        if denied:
+            return answer(payment)
+        return answer(await self.drive(payment.id, Actor.of(principal)))
+
+    async def teller_cash(self, principal: Principal, idempotency_key: str, request: CashRequest) -> Payment:
+        """A cash deposit or withdrawal at a branch, posted against the branch's cash account."""
+        if not (principal.is_staff and principal.can(Permission.TELLER_CASH)):
+            raise _forbidden()
+        key = check_idempotency_key(idempotency_key)
+        request.validate()
+        fingerprint = request.fingerprint()
+        replay = await self._replay(principal, key, fingerprint)
+        if replay is not None:
+            return replay
+        now = self._clock.now()
+        account = await self._account_for(principal, request.account_id, Permission.TELLER_CASH)
+        async with self._db.connect() as conn:
+            branch = await queries.get_branch(conn, request.branch_code)
+        if branch is None:
+            raise DomainError(BankingErrorCode.BRANCH_NOT_FOUND, "no such branch", branch=request.branch_code)
+        _check_usable(account, "credit" if request.kind is PaymentKind.CASH_DEPOSIT else "debit")
+        _check_currency(request.currency, account)
+        if branch.currency != request.currency:
+            raise DomainError(ErrorCode.CURRENCY_MISMATCH, f"the branch keeps {branch.currency} cash")
+        deposit = request.kind is PaymentKind.CASH_DEPOSIT
+        payment_id = new_id()
+        decision = await self._risk.assess_payment(
+            PaymentAssessment(
+                payment_id=payment_id,
+                kind=request.kind,
+                customer_id=account.customer_id,
+                initiated_by=principal.id,
+                account_id=account.id,
+                counterparty_account_id=None,
+                amount_minor=request.amount_minor,
+                currency=request.currency,
+                new_payee=False,
+                at=now,
+            )
+        )
+        denied = decision.decision is RiskOutcome.DENY
+        payment = Payment(
+            id=payment_id,
+            kind=request.kind,
+            customer_id=account.customer_id,
+            initiated_by=principal.id,
+            account_id=account.id,
+            counterparty_account_id=None,
+            payee_id=None,
+            branch_code=branch.code,
+            debit_account_id=branch.cash_account_id if deposit else account.id,
+            credit_account_id=account.id if deposit else branch.cash_account_id,
+            amount_minor=request.amount_minor,
+            currency=request.currency,
+            reference=request.reference.strip(),
+            transfer_id=uuid.uuid5(BANKING_NAMESPACE, f"payment:{payment_id}"),
+            status=PaymentStatus.FAILED if denied else PaymentStatus.SUBMITTED,
+            failure_code=BankingErrorCode.RISK_DECLINED.value if denied else None,
+            usage_day=None,
+            step_up=False,
+            risk_decision=decision.decision,
+            risk_reason=decision.reason[:200],
+            risk_version=decision.version[:100],
+            created_at=now,
+            finished_at=now if denied else None,
+        )
+        async with self._db.transaction() as conn:
+            inserted = await queries.insert_payment(
+                conn, payment, key=key, request_hash=fingerprint, initiator_kind="staff"
+            )
+            if inserted:
+                await self._audit_payment(conn, payment, Actor.of(principal), "submitted" if not denied else "failed")
+        if not inserted:
+            replay = await self._replay(principal, key, fingerprint)
+            invariant(replay is not None, "an idempotency key conflicted with no row", key=key)
+            assert replay is not None
+            return replay
+        if denied:
+            return answer(payment)
+        return answer(await self.drive(payment.id, Actor.of(principal)))
+
+    async def _replay(self, principal: Principal, key: str, fingerprint: bytes) -> Payment | None:
+        async with self._db.connect() as conn:
+            found = await queries.find_by_key(conn, principal.id, key)
+        if found is None:
+            return None
+        payment, stored_hash = found
+        if stored_hash != fingerprint:
+            raise DomainError(
+                BankingErrorCode.IDEMPOTENCY_KEY_REUSED, "this idempotency key was used for another request"
+            )
+        if payment.status is PaymentStatus.SUBMITTED:
+            payment = await self.drive(payment.id, Actor.of(principal))
+        return answer(payment)
+
+    async def drive(self, payment_id: uuid.UUID, actor: Actor, *, skip_locked: bool = False) -> Payment:
+        """Take a ``submitted`` payment to ``completed`` or ``failed``; any other is returned as is.
+
+        Holds the payment's row lock across the ledger call, so one caller drives a payment at a time
+        and the ledger's answer and the payment's status cannot disagree. With ``skip_locked`` a
+        payment being driven by someone else is returned unchanged instead of waited for.
+        """
+        async with self._db.transaction() as conn:
+            payment = await queries.get_payment(conn, payment_id, lock="skip" if skip_locked else "update")
+            if payment is None:
+                async with self._db.connect() as read:
+                    current = await queries.get_payment(read, payment_id)
+                if current is None:
+                    raise _not_found("payment")
+                return current
+            if payment.status is not PaymentStatus.SUBMITTED:
+                return payment
+            result = await self._ledger.submit(
+                TransferRequest(
+                    id=payment.transfer_id,
+                    debit_account_id=payment.debit_account_id,
+                    credit_account_id=payment.credit_account_id,
+                    amount_minor=payment.amount_minor,
+                    currency=payment.currency,
+                    code={
+                        PaymentKind.TRANSFER: TRANSFER_CODE_PAYMENT,
+                        PaymentKind.CASH_DEPOSIT: TRANSFER_CODE_CASH_DEPOSIT,
+                        PaymentKind.CASH_WITHDRAWAL: TRANSFER_CODE_CASH_WITHDRAWAL,
+                    }[payment.kind],
+                    metadata={"payment_id": str(payment.id), "kind": payment.kind.value},
+                )
+            )
+            now = self._clock.now()
+            if result.ok:
+                await queries.finish_payment(conn, payment.id, PaymentStatus.COMPLETED, None, now)
+                await write_event(
+                    conn,
+                    TOPIC_PAYMENT_COMPLETED,
+                    {
+                        "payment_id": str(payment.id),
+                        "kind": payment.kind.value,
+                        "customer_id": str(payment.customer_id),
+                        "account_id": str(payment.account_id),
+                        "counterparty_account_id": (
+                            str(payment.counterparty_account_id) if payment.counterparty_account_id else None
+                        ),
+                        "amount_minor": payment.amount_minor,
+                        "currency": payment.currency,
+                        "transfer_id": str(payment.transfer_id),
+                        "completed_at": now.isoformat(),
+                    },
+                )
+            else:
+                assert result.code is not None
+                code = banking_code_for_ledger(result.code)
+                await queries.finish_payment(conn, payment.id, PaymentStatus.FAILED, code, now)
+                if payment.usage_day is not None:  # the reserved part of the daily limit is given back
+                    await queries.lock_daily_usage(conn, payment.customer_id, payment.usage_day, payment.currency)
+                    await queries.add_daily_usage(conn, payment.customer_id, payment.usage_day, -payment.amount_minor)
+            finished = await queries.get_payment(conn, payment.id)
+            assert finished is not None
+            await self._audit_payment(conn, finished, actor, finished.status.value)
+        if finished.status is PaymentStatus.COMPLETED:
+            self._kick()
+        else:
+            log.info("banking.payment_failed", payment_id=str(payment.id), code=finished.failure_code)
+        return finished
+
+    async def _audit_payment(self, conn: Any, payment: Payment, actor: Actor, stage: str) -> None:
+        await record(
+            conn,
+            AuditEvent(
+                f"banking.{payment.kind.value}_{stage}",
+                outcome=Outcome.FAILURE if payment.status is PaymentStatus.FAILED else Outcome.SUCCESS,
+                actor_kind=actor.kind,
+                actor_id=actor.id,
+                subject_type="payment",
+                subject_id=str(payment.id),
+                details={
+                    "account_id": str(payment.account_id),
+                    "amount_minor": payment.amount_minor,
+                    "currency": payment.currency,
+                    "branch_code": payment.branch_code,
+                    "failure_code": payment.failure_code,
+                    "risk_decision": payment.risk_decision.value,
+                    "step_up": payment.step_up,
+                },
+            ),
+        )
+
+    async def get_payment(self, principal: Principal, payment_id: uuid.UUID) -> Payment:
+        if principal.is_staff and not principal.can(Permission.PAYMENTS_READ):
+            raise _forbidden()
+        if not (principal.is_customer or principal.is_staff):
+            raise _forbidden()
+        async with self._db.connect() as conn:
+            payment = await queries.get_payment(conn, payment_id)
+        if payment is None or (principal.is_customer and not principal.owns(payment.customer_id)):
+            raise _not_found("payment")
+        return payment
+
+    async def recover_stuck_payments(self, limit: int = RECOVERY_BATCH) -> int:
+        """Drive payments left in ``submitted`` (a crash between the steps). Returns how many finished."""
+        before = self._clock.now() - self.config.recovery_after
+        async with self._db.connect() as conn:
+            stuck = await queries.stuck_payments(conn, before, limit)
+        finished = 0
+        for payment_id in stuck:
+            payment = await self.drive(payment_id, SYSTEM, skip_locked=True)
+            if payment.status is not PaymentStatus.SUBMITTED:
+                finished += 1
+        if finished:
+            log.info("banking.payments_recovered", count=finished)
+        return finished
+
+    async def daily_usage(self, principal: Principal, customer_id: uuid.UUID, day: date) -> int:
+        self._customer_scope(principal, customer_id, Permission.PAYMENTS_READ)
+        async with self._db.connect() as conn:
+            return await queries.daily_usage(conn, customer_id, day)
+
+    # -- history and statements ------------------------------------------------------------------
+
+    async def history(
+        self,
+        principal: Principal,
+        account_id: uuid.UUID,
+        where: HistoryFilter | None = None,
+        *,
+        cursor: str | None = None,
+        limit: int = 20,
+    ) -> EntryPage:
+        where = where or HistoryFilter()
+        where.validate()
+        check_page_size(limit)
+        before = decode_cursor(cursor) if cursor else None
+        account = await self._account_for(principal, account_id, Permission.ACCOUNTS_READ)
+        async with self._db.connect() as conn:
+            items = await queries.history(conn, account.id, where, before, limit + 1)
+        next_cursor = encode_cursor(items[limit - 1].seq) if len(items) > limit else None
+        return EntryPage(items[:limit], next_cursor)
+
+    async def get_transaction(
+        self, principal: Principal, account_id: uuid.UUID, transfer_id: uuid.UUID
+    ) -> TransactionDetail:
+        account = await self._account_for(principal, account_id, Permission.ACCOUNTS_READ)
+        async with self._db.connect() as conn:
+            entry = await queries.get_entry(conn, account.id, transfer_id)
+            payment = None
+            if entry is not None and entry.payment_id is not None:
+                payment = await queries.get_payment(conn, entry.payment_id)
+        if entry is None:
+            raise _not_found("transaction")
+        transfer = await self._ledger.get_transfer(transfer_id)
+        return TransactionDetail(entry, transfer, payment)
+
+    async def statement(
+        self, principal: Principal, account_id: uuid.UUID, first_day: date, last_day: date
+    ) -> Statement:
+        """Opening balance, each line with its running balance, closing balance, for whole days in the
+        bank's time zone."""
+        check_statement_period(first_day, last_day)
+        account = await self._account_for(principal, account_id, Permission.ACCOUNTS_READ)
+        start, end = day_bounds(first_day, last_day, self.config.timezone)
+        async with self._db.transaction() as conn:
+            opening = await queries.balance_before(conn, account.id, start)
+            entries = await queries.entries_between(conn, account.id, start, end, MAX_STATEMENT_LINES + 1)
+        if len(entries) > MAX_STATEMENT_LINES:
+            raise DomainError(
+                BankingErrorCode.STATEMENT_TOO_LARGE,
+                f"a statement holds at most {MAX_STATEMENT_LINES} lines; ask for a shorter period",
+            )
+        return build_statement(
+            account_id=account.id,
+            account_number=account.number,
+            currency=account.currency,
+            first_day=first_day,
+            last_day=last_day,
+            opening_minor=opening,
+            entries=entries,
+            generated_at=self._clock.now(),
+        )
+
+    async def project_transfers(self, event_id: uuid.UUID, payload: dict[str, Any], posted_at: datetime) -> int:
+        """The ``ledger.transfers_created`` consumer: history entries for the deposit accounts touched."""
+        count = int(payload.get("count", 0))
+        columns = ("id", "type", "debit_account_id", "credit_account_id", "amount_minor", "currency")
+        transfers = [
+            dict(zip(columns, values, strict=True)) for values in zip(*(payload[c] for c in columns), strict=True)
+        ]
+        invariant(len(transfers) == count, "a ledger event's columns have its count", count=count)
+        moved = [t for t in transfers if t["type"] in ("posted", "post_pending")]
+        if not moved:
+            return 0
+        ledger_ids = list({uuid.UUID(t[side]) for t in moved for side in ("debit_account_id", "credit_account_id")})
+        async with self._db.transaction() as conn:
+            accounts = await queries.accounts_among(conn, ledger_ids)
+            if not accounts:  # no deposit account involved: nothing to remember either
+                return 0
+            if not await claim_event(conn, "banking.entries", event_id):
+                return 0
+            relevant = [
+                t
+                for t in moved
+                if uuid.UUID(t["debit_account_id"]) in accounts or uuid.UUID(t["credit_account_id"]) in accounts
+            ]
+            payments = await queries.payments_by_transfer(conn, [uuid.UUID(t["id"]) for t in relevant])
+            branches = await queries.branches_by_cash_account(conn, ledger_ids)
+            rows: list[dict[str, Any]] = []
+            for t in relevant:
+                transfer_id = uuid.UUID(t["id"])
+                payment = payments.get(transfer_id)
+                for side, other_side, sign in (
+                    ("debit_account_id", "credit_account_id", -1),
+                    ("credit_account_id", "debit_account_id", 1),
+                ):
+                    own = accounts.get(uuid.UUID(t[side]))
+                    if own is None:
+                        continue
+                    other_id = uuid.UUID(t[other_side])
+                    other = accounts.get(other_id)
+                    name: str | None = None
+                    if other is not None and payment is not None and payment.account_id == own.id:
+                        name = payment.payee_name  # the payer sees the payee's name
+                    elif other_id in branches:
+                        name = f"Cash, branch {branches[other_id].code} {branches[other_id].name}"
+                    rows.append(
+                        {
+                            "account_id": own.id,
+                            "transfer_id": transfer_id,
+                            "amount_minor": sign * int(t["amount_minor"]),
+                            "currency": t["currency"],
+                            "posted_at": posted_at,
+                            "counterparty_number": other.number if other is not None else None,
+                            "counterparty_name": name,
+                            "description": payment.reference if payment is not None else "",
+                            "payment_id": payment.id if payment is not None else None,
+                            "kind": payment.kind if payment is not None else None,
+                        }
+                    )
+            return await queries.insert_entries(conn, rows)
