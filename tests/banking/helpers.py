@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from smartbank.banking.model import BANK_SETTLEMENT_ACCOUNT_ID, PaymentProfile, Product
 from smartbank.banking.service import BankingService
+from smartbank.customers.model import KycStatus
 from smartbank.identity.model import Principal, PrincipalKind, StaffRole
 from smartbank.kernel.ids import new_id
 from smartbank.ledger.model import TransferRequest
@@ -30,7 +31,7 @@ def new_customer(
 ) -> Principal:
     customer_id = new_id()
     directory.profiles[customer_id] = PaymentProfile(
-        customer_id, kyc, "standard", per_payment_minor, daily_minor, "CNY"
+        customer_id, KycStatus(kyc), "standard", per_payment_minor, daily_minor, "CNY"
     )
     return Principal(customer_id, PrincipalKind.CUSTOMER, mfa_verified_at=mfa_at)
 

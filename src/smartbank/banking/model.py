@@ -22,6 +22,8 @@ from schwifty import IBAN
 from schwifty.exceptions import SchwiftyException
 
 from smartbank.banking.errors import BankingErrorCode
+from smartbank.customers.model import KycStatus as KycStatus  # the customers domain's vocabulary
+from smartbank.customers.model import PaymentProfile as PaymentProfile
 from smartbank.kernel.errors import DomainError, ErrorCode
 from smartbank.kernel.money import MAX_AMOUNT_MINOR, Money, currency_exponent
 
@@ -91,12 +93,6 @@ class PaymentStatus(StrEnum):
     SUBMITTED = "submitted"  # written, transfer sent (or about to be) to the ledger
     COMPLETED = "completed"
     FAILED = "failed"
-
-
-class KycStatus(StrEnum):
-    PENDING = "pending"
-    VERIFIED = "verified"
-    REJECTED = "rejected"
 
 
 class RiskOutcome(StrEnum):
@@ -169,18 +165,6 @@ def account_number_from_iban(text: str, country: str, bank_code: str) -> str:
 
 
 # -- the customers domain's view, and risk ---------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentProfile:
-    """What banking needs to know about a customer before moving their money."""
-
-    customer_id: uuid.UUID
-    kyc_status: str  # "pending" | "verified" | "rejected"
-    tier: str
-    per_payment_limit_minor: int
-    daily_limit_minor: int
-    currency: str
 
 
 @dataclass(frozen=True, slots=True)

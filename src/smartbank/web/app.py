@@ -13,6 +13,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from smartbank import __version__
+from smartbank.banking import consumers as banking_consumers
+from smartbank.banking import jobs as banking_jobs
+from smartbank.banking.service import BankingConfig, BankingService
+from smartbank.customers import jobs as customers_jobs
+from smartbank.customers.service import CustomerService, pii_key_from
 from smartbank.identity import jobs as identity_jobs
 from smartbank.identity.api import router as identity_router
 from smartbank.identity.credentials import Keys
@@ -25,6 +30,7 @@ from smartbank.platform import audit, jobs
 from smartbank.platform.db import Database, create_engine, resolve_database_url
 from smartbank.platform.keys import load_key
 from smartbank.platform.migrate import VERSION_TABLE_SCHEMA, head_revision
+from smartbank.platform.notify import OutboxNotifier
 from smartbank.platform.outbox import OutboxRelay
 from smartbank.platform.process import tune_gc
 from smartbank.platform.settings import Settings, get_settings
@@ -35,6 +41,8 @@ JOB_BLUEPRINTS = {
     "ledger": ledger_jobs.blueprint,
     "identity": identity_jobs.blueprint,
     "audit": audit.blueprint,
+    "customers": customers_jobs.blueprint,
+    "banking": banking_jobs.blueprint,
 }
 VERSION_TABLE = f"{VERSION_TABLE_SCHEMA}.alembic_version"
 
@@ -50,6 +58,8 @@ class Runtime:
     ledger: LedgerService
     relay: OutboxRelay
     identity: IdentityService
+    customers: CustomerService
+    banking: BankingService
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -70,7 +80,14 @@ class Runtime:
         identity = IdentityService(
             db, clock, Keys(load_key(settings, "secret")), staff_mfa_required=settings.staff_mfa_required
         )
-        return cls(settings, database_url, db, clock, ledger, relay, identity)
+        customers = CustomerService(
+            db, clock, logins=identity, notifier=OutboxNotifier(settings.env), pii_key=pii_key_from(settings)
+        )
+        banking = BankingService(
+            db, ledger, clock, customers, config=BankingConfig.from_settings(settings), after_commit=relay.kick
+        )  # risk: allow-all until the risk domain exists (the decision is recorded with each payment)
+        banking_consumers.subscribe(relay, banking)
+        return cls(settings, database_url, db, clock, ledger, relay, identity, customers, banking)
 
     async def start_background(self, *, worker: bool) -> None:
         """The outbox relay always; the job worker too when this process is also the worker."""
@@ -82,6 +99,8 @@ class Runtime:
     async def run_worker(self) -> None:
         jobs.services["ledger"] = self.ledger
         jobs.services["identity"] = self.identity
+        jobs.services["customers"] = self.customers
+        jobs.services["banking"] = self.banking
         jobs.services["db"] = self.db
         job_app = jobs.create_job_app(self.database_url, JOB_BLUEPRINTS)
         async with job_app.open_async():
@@ -116,6 +135,8 @@ def create_app(
         app.state.runtime = runtime
         app.state.ledger = runtime.ledger
         app.state.identity = runtime.identity
+        app.state.customers = runtime.customers
+        app.state.banking = runtime.banking
         try:
             yield
         finally:
