@@ -30,6 +30,11 @@ os.environ.setdefault("SMARTBANK_LOG_FORMAT", "json")
 os.environ.setdefault("SMARTBANK_LOG_LEVEL", "WARNING")
 
 
+#: The internal bearer token of the test settings (the ledger API's service-to-service credential).
+INTERNAL_TOKEN = "test-internal-token-0123456789"
+INTERNAL = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+
+
 class ServerForTests:
     """One PostgreSQL server; hands out fresh, migrated databases and drops them at the end."""
 
@@ -87,7 +92,7 @@ def fresh_database(pg_server: ServerForTests) -> Callable[[], str]:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return Settings(env="test", db_pool_size=10, db_pool_overflow=10)
+    return Settings(env="test", db_pool_size=10, db_pool_overflow=10, internal_token=INTERNAL_TOKEN)
 
 
 @pytest.fixture

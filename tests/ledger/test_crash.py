@@ -27,6 +27,8 @@ import httpx
 import psycopg
 import pytest
 
+from ..conftest import INTERNAL, INTERNAL_TOKEN
+
 pytestmark = pytest.mark.slow
 
 SMARTBANK = Path(sys.executable).parent / "smartbank"
@@ -50,6 +52,7 @@ def server_env(database_url: str) -> dict[str, str]:
         SMARTBANK_LOG_LEVEL="WARNING",
         SMARTBANK_LOG_FORMAT="json",
         SMARTBANK_WORKERS="1",
+        SMARTBANK_INTERNAL_TOKEN=INTERNAL_TOKEN,
     )
     return env
 
@@ -108,7 +111,7 @@ class Load:
 
 def client_loop(base_url: str, accounts: list[str], load: Load, seed: int) -> None:
     rng = random.Random(seed)
-    with httpx.Client(base_url=base_url, timeout=10) as http:
+    with httpx.Client(base_url=base_url, timeout=10, headers=INTERNAL) as http:
         while True:
             debit, credit = rng.sample(accounts, 2)
             transfer_id = str(uuid.uuid4())
@@ -142,7 +145,7 @@ def client_loop(base_url: str, accounts: list[str], load: Load, seed: int) -> No
 
 def create_accounts(base_url: str) -> list[str]:
     accounts = []
-    with httpx.Client(base_url=base_url, timeout=10) as http:
+    with httpx.Client(base_url=base_url, timeout=10, headers=INTERNAL) as http:
         for kind in ["asset"] + ["liability"] * CUSTOMERS:
             account_id = str(uuid.uuid4())
             response = http.post(
@@ -202,7 +205,10 @@ def test_acknowledged_transfers_survive_kill_9(fresh_database: Callable[[], str]
     assert load.acked <= set(written)
     missing_before_retry = set(load.bodies) - set(written)
 
-    with running_server(database_url, log) as server, httpx.Client(base_url=server.base_url, timeout=10) as http:
+    with (
+        running_server(database_url, log) as server,
+        httpx.Client(base_url=server.base_url, timeout=10, headers=INTERNAL) as http,
+    ):
         for transfer_id in sorted(load.acked):
             response = http.get(f"/v1/ledger/transfers/{transfer_id}")
             assert response.status_code == 200, response.text

@@ -19,6 +19,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from smartbank.platform.settings import Settings
 from smartbank.web.app import create_app
 
+from ..conftest import INTERNAL
+
 EXAMPLES = int(os.environ.get("SMARTBANK_FUZZ_EXAMPLES", "25"))
 
 # The document is built without a database; requests go to an app with one (the fixture below).
@@ -38,4 +40,6 @@ def test_api_answers_as_documented(case: schemathesis.Case, api: ASGIClient) -> 
     # Not "positive_data_acceptance": some schema-valid requests are refused by rules a schema cannot
     # state (a cursor this API never gave out, timeout_s without pending), and the fuzzer compares
     # 64-bit bounds as floats, so it takes 2**63 + 191 for a valid amount.
-    case.call_and_validate(session=api, excluded_checks=[positive_data_acceptance])
+    # The internal ledger API is fuzzed as an internal caller; everything else as an anonymous one.
+    headers = INTERNAL if case.path.startswith("/v1/ledger/") else None
+    case.call_and_validate(session=api, headers=headers, excluded_checks=[positive_data_acceptance])

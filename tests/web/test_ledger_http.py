@@ -17,8 +17,13 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from smartbank.identity.model import PrincipalKind, StaffRole
+from smartbank.kernel.clock import SystemClock
 from smartbank.platform.settings import Settings
 from smartbank.web.app import create_app
+
+from ..conftest import INTERNAL, INTERNAL_TOKEN
+from ..identity.helpers import PASSWORD, create_principal_sync
 
 TRANSFERS = "/v1/ledger/transfers"
 BATCH = "/v1/ledger/transfer-batches"
@@ -30,7 +35,7 @@ ACCOUNTS = "/v1/ledger/accounts"
 
 @pytest.fixture(scope="module")
 def client(settings: Settings, database_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, database_url=database_url)) as test_client:
+    with TestClient(create_app(settings, database_url=database_url), headers=INTERNAL) as test_client:
         yield test_client
 
 
@@ -189,7 +194,7 @@ def test_largest_amount_is_accepted_and_one_more_overflows(
 ) -> None:
     # A database of its own: a balance at 2^63 - 1 would break every later test sharing the funding side.
     url = fresh_database()
-    with TestClient(create_app(settings, database_url=url)) as own:
+    with TestClient(create_app(settings, database_url=url), headers=INTERNAL) as own:
         bank = open_account(own, kind="asset")
         alice = open_account(own)
         top = own.post(TRANSFERS, json=transfer_body(bank, alice, 2**63 - 1))
@@ -286,8 +291,10 @@ def test_json_that_is_not_an_object_is_422(client: TestClient, database_url: str
 
 @pytest.fixture(scope="module")
 def small_client(database_url: str) -> Iterator[TestClient]:
-    limited = Settings(env="test", db_pool_size=2, db_pool_overflow=0, max_body_bytes=4096)
-    with TestClient(create_app(limited, database_url=database_url)) as test_client:
+    limited = Settings(
+        env="test", db_pool_size=2, db_pool_overflow=0, max_body_bytes=4096, internal_token=INTERNAL_TOKEN
+    )
+    with TestClient(create_app(limited, database_url=database_url), headers=INTERNAL) as test_client:
         yield test_client
 
 
@@ -888,34 +895,69 @@ def test_malformed_ids_in_paths_are_422(client: TestClient) -> None:
 # -- access ----------------------------------------------------------------------------------------
 
 
-def test_internal_token_is_required_when_configured(
-    client: TestClient, database_url: str, parties: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch
+def login_token(
+    client: TestClient, settings: Settings, database_url: str, kind: PrincipalKind, roles: frozenset[StaffRole]
+) -> str:
+    """A fresh principal of this kind, logged in through the API: its bearer access token."""
+    _, login = create_principal_sync(database_url, settings, SystemClock(), kind=kind, roles=roles)
+    response = client.post(
+        "/v1/auth/login", json={"login": login, "password": PASSWORD, "client": "token"}, headers={"Authorization": ""}
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+def test_the_ledger_api_takes_only_the_internal_token_or_staff_with_ledger_operate(
+    client: TestClient, database_url: str, parties: tuple[str, str, str]
 ) -> None:
     bank, alice, _ = parties
-    monkeypatch.setenv("SMARTBANK_INTERNAL_TOKEN", "s3cret-token")
     body = transfer_body(bank, alice, 5)
+    bare = {"Authorization": ""}  # the module's client sends the internal token unless told otherwise
     with unchanged(database_url, bank, alice):
         refused = [
-            client.post(TRANSFERS, json=body),
+            client.post(TRANSFERS, json=body, headers=bare),
             client.post(TRANSFERS, json=body, headers={"Authorization": "Bearer wrong"}),
-            client.post(TRANSFERS, json=body, headers={"Authorization": "Bearer s3cret-token-and-more"}),
-            client.post(TRANSFERS, json=body, headers={"Authorization": "Basic s3cret-token"}),
-            client.post(TRANSFERS, json=body, headers={"Authorization": "s3cret-token"}),
-            client.post(ACCOUNTS, json={"id": new(), "currency": "CNY", "kind": "asset", "code": 1}),
-            client.get(f"{ACCOUNTS}/{alice}"),
-            client.get(f"{TRANSFERS}/{new()}"),
+            client.post(TRANSFERS, json=body, headers={"Authorization": f"Bearer {INTERNAL_TOKEN}-and-more"}),
+            client.post(TRANSFERS, json=body, headers={"Authorization": f"Basic {INTERNAL_TOKEN}"}),
+            client.post(TRANSFERS, json=body, headers={"Authorization": INTERNAL_TOKEN}),
+            client.post(ACCOUNTS, json={"id": new(), "currency": "CNY", "kind": "asset", "code": 1}, headers=bare),
+            client.get(f"{ACCOUNTS}/{alice}", headers=bare),
+            client.get(f"{TRANSFERS}/{new()}", headers=bare),
         ]
     for response in refused:
         assert_error(response, 401, "unauthenticated")
-    for response in refused[:5]:
-        assert "s3cret" not in response.text
+    for response in refused[1:5]:
+        assert INTERNAL_TOKEN not in response.text
 
-    allowed = client.post(TRANSFERS, json=body, headers={"Authorization": "Bearer s3cret-token"})
+    allowed = client.post(TRANSFERS, json=body)
     assert allowed.status_code == 201, allowed.text
-    lower = client.get(f"{TRANSFERS}/{body['id']}", headers={"authorization": "bearer s3cret-token"})
+    lower = client.get(f"{TRANSFERS}/{body['id']}", headers={"authorization": f"bearer {INTERNAL_TOKEN}"})
     assert lower.status_code == 200
     # Operations endpoints stay open.
-    assert client.get("/healthz").status_code == 200
+    assert client.get("/healthz", headers=bare).status_code == 200
 
-    monkeypatch.delenv("SMARTBANK_INTERNAL_TOKEN")
-    assert client.get(f"{TRANSFERS}/{body['id']}").status_code == 200
+
+def test_staff_need_ledger_operate_and_customers_are_refused(
+    client: TestClient, settings: Settings, database_url: str, parties: tuple[str, str, str]
+) -> None:
+    bank, alice, _ = parties
+    # Logins from an address of their own: the session's other tests spend the test client's login budget.
+    with TestClient(create_app(settings, database_url=database_url), client=("203.0.113.77", 50000)) as own:
+        tokens = {
+            name: login_token(own, settings, database_url, kind, roles)
+            for name, kind, roles in (
+                ("customer", PrincipalKind.CUSTOMER, frozenset()),
+                ("teller", PrincipalKind.STAFF, frozenset({StaffRole.TELLER})),
+                ("admin", PrincipalKind.STAFF, frozenset({StaffRole.ADMIN})),
+            )
+        }
+    body = transfer_body(bank, alice, 5)
+    with unchanged(database_url, bank, alice):
+        for name in ("customer", "teller"):
+            bearer = {"Authorization": f"Bearer {tokens[name]}"}
+            assert_error(client.post(TRANSFERS, json=body, headers=bearer), 403, "forbidden")
+            assert_error(client.get(f"{ACCOUNTS}/{alice}", headers=bearer), 403, "forbidden")
+    admin = {"Authorization": f"Bearer {tokens['admin']}"}
+    assert client.post(TRANSFERS, json=body, headers=admin).status_code == 201
+    assert client.get(f"{ACCOUNTS}/{alice}/balances", headers=admin).status_code == 200

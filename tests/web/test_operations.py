@@ -17,6 +17,8 @@ from smartbank.platform.migrate import MIGRATIONS_DIR, head_revision, upgrade
 from smartbank.platform.settings import Settings
 from smartbank.web.app import create_app
 
+from ..conftest import INTERNAL
+
 LEDGER_PATHS = {
     "/v1/ledger/accounts": {"post"},
     "/v1/ledger/accounts/{account_id}": {"get"},
@@ -33,7 +35,7 @@ LEDGER_PATHS = {
 
 @pytest.fixture(scope="module")
 def client(settings: Settings, database_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, database_url=database_url)) as test_client:
+    with TestClient(create_app(settings, database_url=database_url), headers=INTERNAL) as test_client:
         yield test_client
 
 
@@ -150,10 +152,12 @@ def test_openapi_lists_the_ledger_routes(client: TestClient) -> None:
     assert {"/healthz", "/readyz"} <= set(paths)
     assert "/metrics" not in paths
     create = paths["/v1/ledger/transfers"]["post"]
-    assert set(create["responses"]) == {"201", "404", "409", "422", "default"}
+    assert set(create["responses"]) == {"201", "401", "403", "404", "409", "422", "default"}
     # Every error response is the one error envelope, including the catch-all for unlisted statuses.
     error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-    assert all(create["responses"][status]["content"] == error_ref for status in ("404", "409", "422", "default"))
+    assert all(
+        create["responses"][status]["content"] == error_ref for status in ("401", "403", "404", "409", "422", "default")
+    )
     assert spec["components"]["schemas"]["Error"]["required"] == ["error"]
     assert "HTTPValidationError" not in spec["components"]["schemas"]
     assert spec["components"]["schemas"]["TransferIn"]["additionalProperties"] is False

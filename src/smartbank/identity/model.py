@@ -45,6 +45,7 @@ class Permission(StrEnum):
     STAFF_MANAGE = "staff:manage"
     RISK_REVIEW = "risk:review"
     LENDING_DECIDE = "lending:decide"
+    LEDGER_OPERATE = "ledger:operate"  # the internal ledger API: accounts and transfers of any owner
 
 
 ROLE_PERMISSIONS: Final[dict[StaffRole, frozenset[Permission]]] = {

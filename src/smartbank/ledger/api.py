@@ -25,9 +25,10 @@ from smartbank.ledger.schemas import (
     VoidPendingIn,
 )
 from smartbank.ledger.service import LedgerService
-from smartbank.platform.access import internal_caller
 
-router = APIRouter(prefix="/v1/ledger", tags=["ledger"], dependencies=[Depends(internal_caller)])
+# Internal API: the app mounts this router behind `smartbank.web.deps.internal_or_staff` (the
+# internal bearer token, or a staff login with the ledger:operate permission).
+router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 
 
 def ledger_service(request: Request) -> LedgerService:

@@ -1,29 +1,24 @@
-"""The access seam for internal and staff APIs until the identity domain provides principals.
+"""Service-to-service access: the internal bearer token.
 
-With ``SMARTBANK_INTERNAL_TOKEN`` set, callers must send ``Authorization: Bearer <token>``.
-Without it, development and test accept local callers, and production refuses everyone:
-deny by default.
+Internal callers (batch jobs, other services, operations tooling) present
+``Authorization: Bearer <SMARTBANK_INTERNAL_TOKEN>``. Without a configured token no request is an
+internal caller: deny by default. Staff reach internal APIs with their own login instead (the web
+layer combines both; see ``smartbank.web.deps.internal_or_staff``).
 """
 
 from __future__ import annotations
 
 import hmac
-import os
 
 from fastapi import Request
-
-from smartbank.kernel.errors import DomainError, ErrorCode
-from smartbank.platform.settings import get_settings
+from pydantic import SecretStr
 
 
-async def internal_caller(request: Request) -> str:
-    token = os.environ.get("SMARTBANK_INTERNAL_TOKEN")
-    if token:
-        header = request.headers.get("authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), token.encode()):
-            raise DomainError(ErrorCode.UNAUTHENTICATED, "a valid internal bearer token is required")
-        return "internal"
-    if get_settings().env == "production":
-        raise DomainError(ErrorCode.FORBIDDEN, "internal API is disabled: SMARTBANK_INTERNAL_TOKEN is not set")
-    return "internal-dev"
+def internal_token_matches(request: Request, token: SecretStr | None) -> bool:
+    """Whether the request carries the configured internal token (compared in constant time)."""
+    if token is None:
+        return False
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        presented.strip().encode(), token.get_secret_value().encode()
+    )

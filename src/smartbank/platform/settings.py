@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     ledger_inflight_max: int = Field(default=1, ge=1, le=32)
     #: How many client batches (``submit_batch``) may run at once per process, besides the merged calls.
     ledger_batch_concurrency: int = Field(default=2, ge=1, le=32)
+    #: Bearer token of internal callers of internal APIs (the ledger's); unset: staff logins only.
+    internal_token: SecretStr | None = Field(default=None, min_length=16)
     #: Largest JSON body the HTTP API accepts, in bytes.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -21,6 +21,7 @@ from smartbank.customers.service import CustomerService, pii_key_from
 from smartbank.identity import jobs as identity_jobs
 from smartbank.identity.api import router as identity_router
 from smartbank.identity.credentials import Keys
+from smartbank.identity.model import Permission
 from smartbank.identity.service import IdentityService
 from smartbank.kernel.clock import Clock, SystemClock
 from smartbank.ledger import jobs as ledger_jobs
@@ -34,6 +35,7 @@ from smartbank.platform.notify import OutboxNotifier
 from smartbank.platform.outbox import OutboxRelay
 from smartbank.platform.process import tune_gc
 from smartbank.platform.settings import Settings, get_settings
+from smartbank.web.deps import internal_or_staff
 from smartbank.web.errors import document_errors, install_error_handlers
 from smartbank.web.middleware import BodyLimit, RequestContext
 
@@ -152,7 +154,11 @@ def create_app(
     install_error_handlers(app)
     document_errors(app)
     head = head_revision()  # read the migration scripts once, not on every readiness probe
-    app.include_router(ledger_router)
+    app.include_router(
+        ledger_router,
+        dependencies=[Depends(internal_or_staff(Permission.LEDGER_OPERATE))],
+        responses={401: {"description": "No credentials"}, 403: {"description": "Not for this caller"}},
+    )
     app.include_router(identity_router)
 
     @app.get("/healthz", tags=["operations"])

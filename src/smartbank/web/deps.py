@@ -6,6 +6,10 @@ in the import layers import them from there.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request
+
 from smartbank.identity.deps import (
     CSRF_COOKIE,
     CSRF_HEADER,
@@ -21,7 +25,9 @@ from smartbank.identity.deps import (
     require_customer,
     require_permission,
 )
-from smartbank.identity.model import ClientInfo, require_step_up
+from smartbank.identity.model import ClientInfo, Permission, require_step_up
+from smartbank.kernel.errors import DomainError, ErrorCode
+from smartbank.platform.access import internal_token_matches
 
 __all__ = [
     "CSRF_COOKIE",
@@ -32,6 +38,7 @@ __all__ = [
     "RateLimited",
     "client_info",
     "current_principal",
+    "internal_or_staff",
     "money_movement_limit",
     "optional_principal",
     "rate_limit",
@@ -40,3 +47,19 @@ __all__ = [
     "require_permission",
     "require_step_up",
 ]
+
+
+def internal_or_staff(permission: Permission) -> Callable[[Request], Awaitable[None]]:
+    """Guard of an internal API: the internal bearer token, or a staff login holding ``permission``.
+
+    Anyone else is refused: 401 without credentials, 403 for a customer or for staff without it.
+    """
+
+    async def guard(request: Request) -> None:
+        if internal_token_matches(request, request.app.state.runtime.settings.internal_token):
+            return
+        principal = await current_principal(request)
+        if not principal.can(permission):
+            raise DomainError(ErrorCode.FORBIDDEN, "this internal API is for the bank's own systems and staff")
+
+    return guard
