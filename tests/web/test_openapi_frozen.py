@@ -30,3 +30,20 @@ def test_differences_name_what_was_removed_added_and_changed() -> None:
         "added   /paths/~1c/post/x = 1",
         "changed /paths/~1a/get/summary: 'A' -> 'A2'",
     ]
+
+
+def test_every_request_body_has_an_example() -> None:
+    document = create_app(Settings(env="test")).openapi()
+    schemas = document["components"]["schemas"]
+    missing = []
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            content = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if content is None:
+                continue
+            schema = content["schema"]
+            if "$ref" in schema:
+                schema = schemas[schema["$ref"].rsplit("/", 1)[-1]]
+            if not (schema.get("examples") or content.get("examples") or content.get("example")):
+                missing.append(f"{method.upper()} {path}")
+    assert missing == []

@@ -110,6 +110,8 @@ class AccountOut(BaseModel):
 class AccountStatusIn(Strict):
     status: AccountStatus
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"status": "frozen"}]})
+
 
 class TransferIn(Strict):
     id: uuid.UUID = Field(description="Client-chosen id and idempotency key.")
@@ -148,15 +150,58 @@ class PostPendingIn(Strict):
     amount_minor: AmountMinor | None = Field(None, description="Post less than the hold; omitted posts it all.")
     metadata: Metadata
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"id": "0193a1f0-7c2e-7000-8000-0000000000ab", "amount_minor": 9900, "metadata": {}}]
+        },
+    )
+
 
 class VoidPendingIn(Strict):
     id: uuid.UUID = Field(description="Id of the voiding transfer (idempotency key).")
     metadata: Metadata
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"id": "0193a1f0-7c2e-7000-8000-0000000000ac", "metadata": {"reason": "order cancelled"}}]
+        },
+    )
+
 
 class BatchIn(Strict):
     transfers: Annotated[list[TransferIn], Field(min_length=1, max_length=MAX_BATCH)]
     atomic: StrictBool = Field(True, description="All transfers succeed or none does.")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "atomic": True,
+                    "transfers": [
+                        {
+                            "id": "0193a1f0-7c2e-7000-8000-0000000000b1",
+                            "debit_account_id": "0193a1f0-7c2e-7000-8000-000000000001",
+                            "credit_account_id": "0193a1f0-7c2e-7000-8000-000000000002",
+                            "amount_minor": 10000,
+                            "currency": "CNY",
+                            "code": 1001,
+                        },
+                        {
+                            "id": "0193a1f0-7c2e-7000-8000-0000000000b2",
+                            "debit_account_id": "0193a1f0-7c2e-7000-8000-000000000002",
+                            "credit_account_id": "0193a1f0-7c2e-7000-8000-000000000003",
+                            "amount_minor": 250,
+                            "currency": "CNY",
+                            "code": 2001,
+                        },
+                    ],
+                }
+            ]
+        },
+    )
 
 
 class TransferOut(BaseModel):
