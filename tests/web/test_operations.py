@@ -152,7 +152,7 @@ def test_openapi_lists_the_ledger_routes(client: TestClient) -> None:
     assert {"/healthz", "/readyz"} <= set(paths)
     assert "/metrics" not in paths
     create = paths["/v1/ledger/transfers"]["post"]
-    assert set(create["responses"]) == {"201", "401", "403", "404", "409", "422", "default"}
+    assert set(create["responses"]) == {"200", "201", "401", "403", "404", "409", "422", "default"}
     # Every error response is the one error envelope, including the catch-all for unlisted statuses.
     error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     assert all(

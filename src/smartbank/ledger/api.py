@@ -38,6 +38,12 @@ def ledger_service(request: Request) -> LedgerService:
 
 Ledger = Annotated[LedgerService, Depends(ledger_service)]
 
+_REPLAYED_ACCOUNT: dict[int | str, dict[str, Any]] = {
+    200: {"model": AccountOut, "description": "The account already existed with these fields (a replay)"}
+}
+_REPLAYED_TRANSFER: dict[int | str, dict[str, Any]] = {
+    200: {"model": TransferOut, "description": "The transfer already existed with these fields (a replay)"}
+}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "Unknown account or transfer"},
     409: {"description": "Refused by a ledger rule (limit, frozen account, id reused with other fields)"},
@@ -69,7 +75,7 @@ async def _submit(ledger: LedgerService, request: TransferRequest, response: Res
     return TransferOut.of(await ledger.get_transfer(request.id))
 
 
-@router.post("/accounts", response_model=AccountOut, status_code=201, responses=_ERRORS)
+@router.post("/accounts", response_model=AccountOut, status_code=201, responses=_REPLAYED_ACCOUNT | _ERRORS)
 async def create_account(body: AccountIn, ledger: Ledger, response: Response) -> AccountOut:
     spec = AccountSpec(
         id=body.id,
@@ -112,7 +118,7 @@ async def list_account_transfers(
     return TransferPageOut(items=[TransferOut.of(t) for t in page.items], next_cursor=page.next_cursor)
 
 
-@router.post("/transfers", response_model=TransferOut, status_code=201, responses=_ERRORS)
+@router.post("/transfers", response_model=TransferOut, status_code=201, responses=_REPLAYED_TRANSFER | _ERRORS)
 async def create_transfer(body: TransferIn, ledger: Ledger, response: Response) -> TransferOut:
     """Move money, or reserve it (``pending``). Retrying with the same id and fields returns the original."""
     return await _submit(ledger, _request_of(body), response)
@@ -140,7 +146,9 @@ async def get_transfer(transfer_id: uuid.UUID, ledger: Ledger) -> TransferOut:
     return TransferOut.of(await ledger.get_transfer(transfer_id))
 
 
-@router.post("/transfers/{pending_id}/post", response_model=TransferOut, status_code=201, responses=_ERRORS)
+@router.post(
+    "/transfers/{pending_id}/post", response_model=TransferOut, status_code=201, responses=_REPLAYED_TRANSFER | _ERRORS
+)
 async def post_pending(pending_id: uuid.UUID, body: PostPendingIn, ledger: Ledger, response: Response) -> TransferOut:
     request = TransferRequest(
         id=body.id,
@@ -152,7 +160,9 @@ async def post_pending(pending_id: uuid.UUID, body: PostPendingIn, ledger: Ledge
     return await _submit(ledger, request, response)
 
 
-@router.post("/transfers/{pending_id}/void", response_model=TransferOut, status_code=201, responses=_ERRORS)
+@router.post(
+    "/transfers/{pending_id}/void", response_model=TransferOut, status_code=201, responses=_REPLAYED_TRANSFER | _ERRORS
+)
 async def void_pending(pending_id: uuid.UUID, body: VoidPendingIn, ledger: Ledger, response: Response) -> TransferOut:
     request = TransferRequest(id=body.id, type=TransferType.VOID_PENDING, pending_id=pending_id, metadata=body.metadata)
     return await _submit(ledger, request, response)
