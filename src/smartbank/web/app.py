@@ -17,6 +17,7 @@ from smartbank.banking import consumers as banking_consumers
 from smartbank.banking import jobs as banking_jobs
 from smartbank.banking.service import BankingConfig, BankingService
 from smartbank.customers import jobs as customers_jobs
+from smartbank.customers.api import router as customers_router
 from smartbank.customers.service import CustomerService, pii_key_from
 from smartbank.identity import jobs as identity_jobs
 from smartbank.identity.api import router as identity_router
@@ -154,6 +155,7 @@ def create_app(
     head = head_revision()  # read the migration scripts once, not on every readiness probe
     app.include_router(ledger_router)
     app.include_router(identity_router)
+    app.include_router(customers_router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
