@@ -17,6 +17,7 @@ from smartbank.banking import consumers as banking_consumers
 from smartbank.banking import jobs as banking_jobs
 from smartbank.banking.service import BankingConfig, BankingService
 from smartbank.customers import jobs as customers_jobs
+from smartbank.customers.api import router as customers_router
 from smartbank.customers.service import CustomerService, pii_key_from
 from smartbank.identity import jobs as identity_jobs
 from smartbank.identity.api import router as identity_router
@@ -160,6 +161,7 @@ def create_app(
         responses={401: {"description": "No credentials"}, 403: {"description": "Not for this caller"}},
     )
     app.include_router(identity_router)
+    app.include_router(customers_router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
