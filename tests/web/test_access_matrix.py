@@ -17,19 +17,19 @@ from __future__ import annotations
 import copy
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from smartbank.identity.model import PrincipalKind
-from smartbank.kernel.clock import SystemClock
 from smartbank.platform.settings import Settings
 from smartbank.web.app import create_app
 
-from ..identity.helpers import PASSWORD, create_principal_sync
+from ..customers.helpers import TERMS, random_phone
+from ..identity.helpers import PASSWORD
 
 DOCUMENT = create_app(Settings(env="test")).openapi()
 OPERATIONS = sorted(
@@ -39,10 +39,15 @@ OPERATIONS = sorted(
     if method in {"get", "post", "put", "patch", "delete"}
 )
 
-#: Operations anyone may call: health, logging in, and finishing a login (challenge or refresh token).
+#: Operations anyone may call: health, the tiers on offer, registering, logging in, and finishing a
+#: login (challenge or refresh token).
 PUBLIC = {
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/v1/tiers"),
+    ("POST", "/v1/registrations"),
+    ("POST", "/v1/registrations/{verification_id}/resend"),
+    ("POST", "/v1/registrations/{verification_id}/complete"),
     ("POST", "/v1/auth/login"),
     ("POST", "/v1/auth/mfa/verify"),
     ("POST", "/v1/auth/token/refresh"),
@@ -78,35 +83,68 @@ class Customer:
         return {str(self.id), self.login, *self.owned.values()}
 
 
-def log_in(
-    client: TestClient, settings: Settings, database_url: str, kind: PrincipalKind
-) -> tuple[uuid.UUID, str, str]:
-    principal_id, login = create_principal_sync(database_url, settings, SystemClock(), kind=kind)
-    response = client.post("/v1/auth/login", json={"login": login, "password": PASSWORD, "client": "token"})
+def one(database_url: str, sql: str, *params: Any) -> Any:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(sql, params).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def register(client: TestClient, database_url: str) -> Customer:
+    """A customer signed up through the API as a real one would: phone, code, password, login."""
+    phone = random_phone()
+    started = client.post("/v1/registrations", json={"kind": "phone", "contact": phone})
+    assert started.status_code == 201, started.text
+    verification_id = started.json()["verification_id"]
+    address = one(database_url, "SELECT address FROM customers.verifications WHERE id = %s", verification_id)
+    payload = one(
+        database_url,
+        "SELECT payload FROM platform.outbox WHERE topic = 'notifications.requested' "
+        "AND payload->>'recipient' = %s ORDER BY seq DESC LIMIT 1",
+        address,
+    )
+    completed = client.post(
+        f"/v1/registrations/{verification_id}/complete",
+        json={
+            "code": payload["params"]["code"],
+            "password": PASSWORD,
+            "accepted_terms": True,
+            "terms_version": TERMS,
+        },
+    )
+    assert completed.status_code == 201, completed.text
+    response = client.post("/v1/auth/login", json={"login": address, "password": PASSWORD, "client": "token"})
     assert response.status_code == 200, response.text
-    return principal_id, login, response.json()["access_token"]
+    return Customer(uuid.UUID(completed.json()["customer"]["id"]), address, response.json()["access_token"])
 
 
 @pytest.fixture(scope="module")
-def client(settings: Settings, database_url: str) -> Iterator[TestClient]:
-    # An address of its own, so that the session's other tests do not spend this module's login budget.
+def client(settings: Settings, fresh_database: Callable[[], str]) -> Iterator[TestClient]:
+    # A database and an address of its own: its registrations and logins spend nobody else's budget.
+    database_url = fresh_database()
     with TestClient(create_app(settings, database_url=database_url), client=("203.0.113.61", 40000)) as test_client:
+        test_client.database_url = database_url  # type: ignore[attr-defined]
         yield test_client
 
 
 @pytest.fixture(scope="module")
-def alice(client: TestClient, settings: Settings, database_url: str) -> Customer:
+def alice(client: TestClient) -> Customer:
     """Customer A: the owner of every object the matrix aims at."""
-    customer = Customer(*log_in(client, settings, database_url, PrincipalKind.CUSTOMER))
+    customer = register(client, client.database_url)  # type: ignore[attr-defined]
     sessions = client.get("/v1/me/sessions", headers=customer.headers).json()["items"]
     customer.owned["session_id"] = next(s["id"] for s in sessions if s["current"])
+    change = client.post(
+        "/v1/me/contact-changes", json={"kind": "email", "contact": "alice.new@example.com"}, headers=customer.headers
+    )
+    assert change.status_code == 201, change.text
+    customer.owned["verification_id"] = change.json()["verification_id"]
     return customer
 
 
 @pytest.fixture(scope="module")
-def bob(client: TestClient, settings: Settings, database_url: str) -> Customer:
+def bob(client: TestClient) -> Customer:
     """Customer B: the caller who must learn nothing of A's."""
-    return Customer(*log_in(client, settings, database_url, PrincipalKind.CUSTOMER))
+    return register(client, client.database_url)  # type: ignore[attr-defined]
 
 
 def example_body(method: str, path: str) -> Any:
