@@ -242,3 +242,33 @@ async def test_search_needs_customers_read(customers: CustomerService) -> None:
         with pytest.raises(DomainError) as exc:
             await customers.search(principal, name="zhang")
         assert exc.value.code == "forbidden"
+
+
+async def test_a_registration_resend_cannot_be_pointed_at_a_customers_contact_change(
+    customers: CustomerService, db: Database, clock: FrozenClock
+) -> None:
+    from datetime import timedelta
+
+    from smartbank.customers.model import ContactKind, VerificationPurpose
+
+    from .helpers import last_code
+
+    profile = await register(customers, db)
+    me = customer(profile.id)
+    address = f"new.{uuid.uuid4().hex[:8]}@example.com"
+    started = await customers.start_contact_change(me, ContactKind.EMAIL, address)
+    first = await last_code(db, address)
+    clock.advance(timedelta(minutes=2))  # past the resend interval: only the purpose and owner refuse it
+    for purpose, owner in (
+        (VerificationPurpose.REGISTRATION, None),
+        (VerificationPurpose.CONTACT_CHANGE, uuid.uuid4()),
+    ):
+        with pytest.raises(DomainError) as refused:
+            await customers.resend_code(started.verification_id, purpose=purpose, owner=owner)
+        assert refused.value.code == "verification_not_found"
+    assert await last_code(db, address) == first  # nothing was sent
+    resent = await customers.resend_code(
+        started.verification_id, purpose=VerificationPurpose.CONTACT_CHANGE, owner=me.id
+    )
+    assert resent.verification_id == started.verification_id
+    assert await last_code(db, address) != first

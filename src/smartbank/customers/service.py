@@ -307,13 +307,22 @@ class CustomerService:
             ),
         )
 
-    async def resend_code(self, verification_id: uuid.UUID, *, request: RequestInfo | None = None) -> VerificationSent:
+    async def resend_code(
+        self,
+        verification_id: uuid.UUID,
+        *,
+        purpose: VerificationPurpose = VerificationPurpose.REGISTRATION,
+        owner: uuid.UUID | None = None,
+        request: RequestInfo | None = None,
+    ) -> VerificationSent:
         """A fresh code for the same verification (the old one stops working), at most every minute
-        and at most five times; the attempt count carries over."""
+        and at most five times; the attempt count carries over. Only a verification of this purpose
+        (and, for a contact change, of this customer) is found: a registration resend cannot be
+        pointed at somebody's contact change."""
         now = self._clock.now()
         async with self._db.transaction() as conn:
             v = await queries.lock_verification(conn, verification_id)
-            if v is None:
+            if v is None or v.purpose != purpose or v.customer_id != owner:
                 raise DomainError(CustomerErrorCode.VERIFICATION_NOT_FOUND, "no such verification")
             check_resend(v, now)
             code = new_code()
