@@ -218,3 +218,27 @@ def test_405_names_every_method_of_a_path_served_by_several_routes(client: TestC
     response = client.request("PUT", "/v1/me/mfa")  # GET (status) and POST (enrol) are separate routes
     assert response.status_code == 405
     assert response.headers.get("allow") == "GET, HEAD, POST"
+
+
+def test_a_domain_refusal_that_says_when_to_retry_sets_retry_after() -> None:
+    from fastapi import FastAPI
+
+    from smartbank.kernel.errors import DomainError, ErrorCode
+    from smartbank.web.errors import install_error_handlers
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/limited")
+    async def limited() -> None:
+        raise DomainError(ErrorCode.RATE_LIMITED, "wait a little", retry_after_s=42)
+
+    @app.get("/conflict")
+    async def conflict() -> None:
+        raise DomainError(ErrorCode.CONFLICT, "no waiting helps", retry_after_s=42)
+
+    with TestClient(app) as bare:
+        response = bare.get("/limited")
+        assert (response.status_code, response.headers.get("retry-after")) == (429, "42")
+        assert response.json()["error"]["details"] == {"retry_after_s": 42}
+        assert "retry-after" not in bare.get("/conflict").headers

@@ -60,7 +60,11 @@ def install_error_handlers(app: FastAPI) -> None:
         if status >= 500:
             log.error("domain_error", code=exc.code, message=exc.message)
             return error_response(status, exc.code, "internal error")
-        return error_response(status, exc.code, exc.message, exc.details)
+        response = error_response(status, exc.code, exc.message, exc.details)
+        retry_after_s = exc.details.get("retry_after_s")
+        if status in (423, 429, 503) and isinstance(retry_after_s, int) and retry_after_s >= 0:
+            response.headers["Retry-After"] = str(retry_after_s)  # what the body says, for clients and proxies
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
