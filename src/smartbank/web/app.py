@@ -149,6 +149,7 @@ def create_app(
         '`{"error": {"code", "message", "details"}}` with stable codes.',
         lifespan=lifespan,
     )
+    app.state.settings = settings  # read by dependencies that take limits from settings
     install_error_handlers(app)
     document_errors(app)
     head = head_revision()  # read the migration scripts once, not on every readiness probe
