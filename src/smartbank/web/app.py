@@ -15,6 +15,7 @@ from sqlalchemy import text
 from smartbank import __version__
 from smartbank.banking import consumers as banking_consumers
 from smartbank.banking import jobs as banking_jobs
+from smartbank.banking.api import router as banking_router
 from smartbank.banking.service import BankingConfig, BankingService
 from smartbank.customers import jobs as customers_jobs
 from smartbank.customers.service import CustomerService, pii_key_from
@@ -155,6 +156,7 @@ def create_app(
     head = head_revision()  # read the migration scripts once, not on every readiness probe
     app.include_router(ledger_router)
     app.include_router(identity_router)
+    app.include_router(banking_router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
