@@ -6,12 +6,13 @@ over HTTP.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 import psycopg
@@ -113,8 +114,12 @@ class Customer:
         return Principal(self.id, PrincipalKind.CUSTOMER)
 
 
+_births = itertools.count()
+
+
 def _submission(name: str) -> KycSubmission:
-    birth = date(1988, 4, 12)
+    # A birth date of its own for every customer of the process: ID numbers are unique per customer.
+    birth = date(1950, 1, 1) + timedelta(days=next(_births))
     body = f"110101{birth:%Y%m%d}{secrets.randbelow(1000):03d}"
     return KycSubmission(
         legal_name=name,
