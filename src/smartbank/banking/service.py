@@ -17,6 +17,9 @@ time; a replay of its idempotency key, or the recovery job after a crash, drives
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,7 +70,7 @@ from smartbank.banking.model import (
     step_up_reason,
 )
 from smartbank.banking.ports import AllowAllRiskGate, CustomerDirectory, RiskGate
-from smartbank.identity.model import Permission, Principal
+from smartbank.identity.model import ClientInfo, Permission, Principal
 from smartbank.kernel.clock import Clock
 from smartbank.kernel.errors import DomainError, ErrorCode
 from smartbank.kernel.ids import new_id
@@ -91,6 +94,10 @@ MAX_ACCOUNTS_PER_CUSTOMER: Final = 50
 #: Most stuck payments one recovery pass drives.
 RECOVERY_BATCH: Final = 100
 MAX_FREEZE_REASON: Final = 200
+#: How long a replay waits for a payment that another request is driving, before answering with it as
+#: it stands (``submitted``); and the longest pause between two looks.
+REPLAY_WAIT_S: Final = 15.0
+REPLAY_POLL_MAX_S: Final = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,14 +127,31 @@ class BankingConfig:
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who an audit row names."""
+    """Who an audit row names, and where their request came from (when a request did)."""
 
     kind: str
     id: uuid.UUID | None
+    client: ClientInfo | None = None
 
     @classmethod
-    def of(cls, principal: Principal) -> Actor:
-        return cls(principal.kind.value, principal.id)
+    def of(cls, principal: Principal, client: ClientInfo | None = None) -> Actor:
+        return cls(principal.kind.value, principal.id, client)
+
+    def event(self, action: str, **fields: Any) -> AuditEvent:
+        """An audit event by this actor, with the request's address, device and id when known."""
+        ip = device = request_id = None
+        if self.client is not None:
+            ip = self.client.ip
+            if ip is not None:
+                try:
+                    ip = str(ipaddress.ip_address(ip))
+                except ValueError:
+                    ip = None  # the column is inet: an unparsable address is dropped, not a failed use case
+            device = self.client.device[:300] if self.client.device else None
+            request_id = self.client.request_id[:200] if self.client.request_id else None
+        return AuditEvent(
+            action, actor_kind=self.kind, actor_id=self.id, ip=ip, device=device, request_id=request_id, **fields
+        )
 
 
 SYSTEM: Final = Actor("system", None)
@@ -225,7 +249,13 @@ class BankingService:
     # -- accounts --------------------------------------------------------------------------------
 
     async def open_account(
-        self, principal: Principal, product: Product, currency: str, *, branch_code: str | None = None
+        self,
+        principal: Principal,
+        product: Product,
+        currency: str,
+        *,
+        branch_code: str | None = None,
+        client: ClientInfo | None = None,
     ) -> DepositAccount:
         """A verified customer opens another account for themselves."""
         if not principal.is_customer:
@@ -240,7 +270,12 @@ class BankingService:
             ):
                 raise DomainError(ErrorCode.CONFLICT, f"a customer holds at most {MAX_ACCOUNTS_PER_CUSTOMER} accounts")
         account, _ = await self._open(
-            new_id(), principal.id, product, currency, branch_code or self.config.default_branch, Actor.of(principal)
+            new_id(),
+            principal.id,
+            product,
+            currency,
+            branch_code or self.config.default_branch,
+            Actor.of(principal, client),
         )
         return account
 
@@ -309,10 +344,8 @@ class BankingService:
             invariant(await queries.insert_account(conn, account), "account id taken", id=str(account_id))
             await record(
                 conn,
-                AuditEvent(
+                actor.event(
                     "banking.account_opened",
-                    actor_kind=actor.kind,
-                    actor_id=actor.id,
                     subject_type="account",
                     subject_id=str(account_id),
                     details={"customer_id": str(customer_id), "product": product.value, "currency": currency},
@@ -339,6 +372,13 @@ class BankingService:
 
     async def get_account(self, principal: Principal, account_id: uuid.UUID) -> AccountBalance:
         account = await self._account_for(principal, account_id, Permission.ACCOUNTS_READ)
+        return await self._balance(account)
+
+    async def list_account_balances(self, principal: Principal, customer_id: uuid.UUID) -> list[AccountBalance]:
+        """A customer's accounts (at most ``MAX_ACCOUNTS_PER_CUSTOMER``), each with its balances."""
+        return [await self._balance(account) for account in await self.list_accounts(principal, customer_id)]
+
+    async def _balance(self, account: DepositAccount) -> AccountBalance:
         ledger_account = await self._ledger.get_account(account.id)
         return AccountBalance(
             account,
@@ -347,7 +387,13 @@ class BankingService:
         )
 
     async def set_frozen(
-        self, principal: Principal, account_id: uuid.UUID, frozen: bool, reason: str
+        self,
+        principal: Principal,
+        account_id: uuid.UUID,
+        frozen: bool,
+        reason: str,
+        *,
+        client: ClientInfo | None = None,
     ) -> DepositAccount:
         """Freeze or unfreeze an account (staff with ``ACCOUNTS_FREEZE``); the ledger account follows."""
         if not (principal.is_staff and principal.can(Permission.ACCOUNTS_FREEZE)):
@@ -372,10 +418,8 @@ class BankingService:
                 await queries.set_account_state(conn, account.id, target, now)
             await record(
                 conn,
-                AuditEvent(
+                Actor.of(principal, client).event(
                     "banking.account_frozen" if frozen else "banking.account_unfrozen",
-                    actor_kind=principal.kind.value,
-                    actor_id=principal.id,
                     subject_type="account",
                     subject_id=str(account.id),
                     details={"reason": reason, "previous_status": current.status.value},
@@ -387,7 +431,9 @@ class BankingService:
 
     # -- payees ----------------------------------------------------------------------------------
 
-    async def add_payee(self, principal: Principal, name: str, account_number: str) -> Payee:
+    async def add_payee(
+        self, principal: Principal, name: str, account_number: str, *, client: ClientInfo | None = None
+    ) -> Payee:
         if not principal.is_customer:
             raise _forbidden()
         name = name.strip() if isinstance(name, str) else ""
@@ -410,10 +456,8 @@ class BankingService:
                 raise DomainError(BankingErrorCode.PAYEE_ALREADY_EXISTS, "this account is already a payee")
             await record(
                 conn,
-                AuditEvent(
+                Actor.of(principal, client).event(
                     "banking.payee_added",
-                    actor_kind=principal.kind.value,
-                    actor_id=principal.id,
                     subject_type="payee",
                     subject_id=str(payee.id),
                     details={"account_number": number},
@@ -426,7 +470,9 @@ class BankingService:
         async with self._db.connect() as conn:
             return await queries.customer_payees(conn, customer_id, MAX_PAYEES)
 
-    async def delete_payee(self, principal: Principal, payee_id: uuid.UUID) -> None:
+    async def delete_payee(
+        self, principal: Principal, payee_id: uuid.UUID, *, client: ClientInfo | None = None
+    ) -> None:
         if not principal.is_customer:
             raise _forbidden()
         now = self._clock.now()
@@ -438,10 +484,8 @@ class BankingService:
             await queries.delete_payee(conn, payee_id, now)
             await record(
                 conn,
-                AuditEvent(
+                Actor.of(principal, client).event(
                     "banking.payee_deleted",
-                    actor_kind=principal.kind.value,
-                    actor_id=principal.id,
                     subject_type="payee",
                     subject_id=str(payee_id),
                 ),
@@ -449,7 +493,14 @@ class BankingService:
 
     # -- payments --------------------------------------------------------------------------------
 
-    async def submit_payment(self, principal: Principal, idempotency_key: str, request: PaymentRequest) -> Payment:
+    async def submit_payment(
+        self,
+        principal: Principal,
+        idempotency_key: str,
+        request: PaymentRequest,
+        *,
+        client: ClientInfo | None = None,
+    ) -> Payment:
         """Pay from one of the customer's accounts to a payee or to another of their accounts.
 
         The same key with the same request returns the first answer (a failure is raised again);
@@ -460,7 +511,7 @@ class BankingService:
         key = check_idempotency_key(idempotency_key)
         request.validate()
         fingerprint = request.fingerprint()
-        replay = await self._replay(principal, key, fingerprint)
+        replay = await self._replay(principal, key, fingerprint, client)
         if replay is not None:
             return replay
 
@@ -543,24 +594,33 @@ class BankingService:
                 check_daily_limit(used, payment.amount_minor, profile.daily_limit_minor, profile.tier)
                 await queries.add_daily_usage(conn, principal.id, payment.usage_day, payment.amount_minor)
             if inserted:
-                await self._audit_payment(conn, payment, Actor.of(principal), "submitted" if not denied else "failed")
+                await self._audit_payment(
+                    conn, payment, Actor.of(principal, client), "submitted" if not denied else "failed"
+                )
         if not inserted:  # a concurrent request with this key won: answer as it did
-            replay = await self._replay(principal, key, fingerprint)
+            replay = await self._replay(principal, key, fingerprint, client)
             invariant(replay is not None, "an idempotency key conflicted with no row", key=key)
             assert replay is not None
             return replay
         if denied:
             return answer(payment)
-        return answer(await self.drive(payment.id, Actor.of(principal)))
+        return answer(await self.drive(payment.id, Actor.of(principal, client)))
 
-    async def teller_cash(self, principal: Principal, idempotency_key: str, request: CashRequest) -> Payment:
+    async def teller_cash(
+        self,
+        principal: Principal,
+        idempotency_key: str,
+        request: CashRequest,
+        *,
+        client: ClientInfo | None = None,
+    ) -> Payment:
         """A cash deposit or withdrawal at a branch, posted against the branch's cash account."""
         if not (principal.is_staff and principal.can(Permission.TELLER_CASH)):
             raise _forbidden()
         key = check_idempotency_key(idempotency_key)
         request.validate()
         fingerprint = request.fingerprint()
-        replay = await self._replay(principal, key, fingerprint)
+        replay = await self._replay(principal, key, fingerprint, client)
         if replay is not None:
             return replay
         now = self._clock.now()
@@ -620,17 +680,21 @@ class BankingService:
                 conn, payment, key=key, request_hash=fingerprint, initiator_kind="staff"
             )
             if inserted:
-                await self._audit_payment(conn, payment, Actor.of(principal), "submitted" if not denied else "failed")
+                await self._audit_payment(
+                    conn, payment, Actor.of(principal, client), "submitted" if not denied else "failed"
+                )
         if not inserted:
-            replay = await self._replay(principal, key, fingerprint)
+            replay = await self._replay(principal, key, fingerprint, client)
             invariant(replay is not None, "an idempotency key conflicted with no row", key=key)
             assert replay is not None
             return replay
         if denied:
             return answer(payment)
-        return answer(await self.drive(payment.id, Actor.of(principal)))
+        return answer(await self.drive(payment.id, Actor.of(principal, client)))
 
-    async def _replay(self, principal: Principal, key: str, fingerprint: bytes) -> Payment | None:
+    async def _replay(
+        self, principal: Principal, key: str, fingerprint: bytes, client: ClientInfo | None = None
+    ) -> Payment | None:
         async with self._db.connect() as conn:
             found = await queries.find_by_key(conn, principal.id, key)
         if found is None:
@@ -641,8 +705,24 @@ class BankingService:
                 BankingErrorCode.IDEMPOTENCY_KEY_REUSED, "this idempotency key was used for another request"
             )
         if payment.status is PaymentStatus.SUBMITTED:
-            payment = await self.drive(payment.id, Actor.of(principal))
+            payment = await self._finish(payment.id, Actor.of(principal, client))
         return answer(payment)
+
+    async def _finish(self, payment_id: uuid.UUID, actor: Actor) -> Payment:
+        """Drive a ``submitted`` payment, or wait for the request that is driving it to finish.
+
+        The wait polls with ``skip_locked`` instead of queueing on the row lock, so that many replays of
+        one key (a client retrying in parallel) do not each hold a pooled connection while the driver
+        needs one more for its ledger call.
+        """
+        deadline = time.monotonic() + REPLAY_WAIT_S
+        pause = 0.002
+        while True:
+            payment = await self.drive(payment_id, actor, skip_locked=True)
+            if payment.status is not PaymentStatus.SUBMITTED or time.monotonic() >= deadline:
+                return payment
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, REPLAY_POLL_MAX_S)
 
     async def drive(self, payment_id: uuid.UUID, actor: Actor, *, skip_locked: bool = False) -> Payment:
         """Take a ``submitted`` payment to ``completed`` or ``failed``; any other is returned as is.
@@ -715,11 +795,9 @@ class BankingService:
     async def _audit_payment(self, conn: Any, payment: Payment, actor: Actor, stage: str) -> None:
         await record(
             conn,
-            AuditEvent(
+            actor.event(
                 f"banking.{payment.kind.value}_{stage}",
                 outcome=Outcome.FAILURE if payment.status is PaymentStatus.FAILED else Outcome.SUCCESS,
-                actor_kind=actor.kind,
-                actor_id=actor.id,
                 subject_type="payment",
                 subject_id=str(payment.id),
                 details={
@@ -794,6 +872,8 @@ class BankingService:
             payment = None
             if entry is not None and entry.payment_id is not None:
                 payment = await queries.get_payment(conn, entry.payment_id)
+        if payment is not None and principal.is_customer and not principal.owns(payment.customer_id):
+            payment = None  # the payee sees the money arrive, not the payer's payment
         if entry is None:
             raise _not_found("transaction")
         transfer = await self._ledger.get_transfer(transfer_id)

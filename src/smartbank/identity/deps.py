@@ -24,6 +24,7 @@ from smartbank.identity.errors import IdentityErrorCode
 from smartbank.identity.model import ClientInfo, Permission, Principal
 from smartbank.identity.service import IdentityService
 from smartbank.kernel.errors import DomainError, ErrorCode
+from smartbank.platform.settings import Settings
 
 SESSION_COOKIE: Final = "sb_session"
 CSRF_COOKIE: Final = "sb_csrf"
@@ -119,19 +120,31 @@ class RateLimited(HTTPException):
         self.details = {"scope": scope, "retry_after_s": retry_after_s}
 
 
-def rate_limit(scope: str, *, per_ip: int, per_principal: int, window_s: int) -> Callable[[Request], Awaitable[None]]:
+def rate_limit(
+    scope: str,
+    *,
+    per_ip: int,
+    per_principal: int,
+    window_s: int,
+    configured: Callable[[Settings], tuple[int, int]] | None = None,
+) -> Callable[[Request], Awaitable[None]]:
     """A dependency counting each request against the caller's IP and, when known, principal.
 
     Over either limit within the fixed window: 429 ``rate_limited`` with ``Retry-After``. Counters
-    live in PostgreSQL, so every server process shares them.
+    live in PostgreSQL, so every server process shares them. With ``configured``, the (per IP, per
+    principal) limits come from the app's settings (``app.state.settings``) when it has them.
     """
 
     async def dependency(request: Request) -> None:
+        ip_limit, principal_limit = per_ip, per_principal
+        settings = getattr(request.app.state, "settings", None)
+        if configured is not None and isinstance(settings, Settings):
+            ip_limit, principal_limit = configured(settings)
         host = request.client.host if request.client else "unknown"
-        limits = [(f"ip:{host}", per_ip)]
+        limits = [(f"ip:{host}", ip_limit)]
         principal = await optional_principal(request)
         if principal is not None:
-            limits.append((f"principal:{principal.id}", per_principal))
+            limits.append((f"principal:{principal.id}", principal_limit))
         retry_after_s = await identity_service(request).limiter.hit(scope, limits, window_s)
         if retry_after_s is not None:
             raise RateLimited(retry_after_s, scope)
@@ -142,5 +155,12 @@ def rate_limit(scope: str, *, per_ip: int, per_principal: int, window_s: int) ->
 #: Ready-made limits for other domains, so that every route of a kind shares one budget.
 #: Registration (customers): 5 an hour per address; there is no principal yet.
 registration_limit = rate_limit("customers.register", per_ip=5, per_principal=5, window_s=3600)
-#: Money movement (banking, mall, link, lending): 60 a minute per address, 30 per principal.
-money_movement_limit = rate_limit("money.move", per_ip=60, per_principal=30, window_s=60)
+#: Money movement (banking, mall, link, lending): by default 60 a minute per address, 30 per principal
+#: (``SMARTBANK_MONEY_MOVE_PER_IP_PER_MIN``, ``SMARTBANK_MONEY_MOVE_PER_PRINCIPAL_PER_MIN``).
+money_movement_limit = rate_limit(
+    "money.move",
+    per_ip=60,
+    per_principal=30,
+    window_s=60,
+    configured=lambda s: (s.money_move_per_ip_per_min, s.money_move_per_principal_per_min),
+)

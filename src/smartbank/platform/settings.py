@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     #: Key of the keyed hashes of personal data (national ID numbers, one-time codes). Required in
     #: production; development and test fall back to a fixed, public key.
     pii_key: SecretStr | None = Field(default=None, min_length=32)
+    #: Money-moving requests (payments, cash) a minute, per client address and per principal.
+    money_move_per_ip_per_min: int = Field(default=60, ge=1)
+    money_move_per_principal_per_min: int = Field(default=30, ge=1)
     # -- banking ---------------------------------------------------------------------------------
     #: IBAN form of account numbers: ISO country and national bank code; unset (the CNY default): none.
     banking_iban_country: str | None = None

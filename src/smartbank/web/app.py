@@ -15,6 +15,7 @@ from sqlalchemy import text
 from smartbank import __version__
 from smartbank.banking import consumers as banking_consumers
 from smartbank.banking import jobs as banking_jobs
+from smartbank.banking.api import router as banking_router
 from smartbank.banking.service import BankingConfig, BankingService
 from smartbank.customers import jobs as customers_jobs
 from smartbank.customers.api import router as customers_router
@@ -152,6 +153,7 @@ def create_app(
         '`{"error": {"code", "message", "details"}}` with stable codes.',
         lifespan=lifespan,
     )
+    app.state.settings = settings  # read by dependencies that take limits from settings
     install_error_handlers(app)
     document_errors(app)
     head = head_revision()  # read the migration scripts once, not on every readiness probe
@@ -162,6 +164,7 @@ def create_app(
     )
     app.include_router(identity_router)
     app.include_router(customers_router)
+    app.include_router(banking_router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
