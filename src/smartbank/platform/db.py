@@ -98,9 +98,11 @@ class Database:
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads outside an explicit unit of work."""
+        """A connection for reads outside an explicit unit of work, in autocommit mode: each
+        statement sees its own snapshot, and no BEGIN or ROLLBACK round trip wraps the reads.
+        Reads that must agree with each other belong in :meth:`transaction`."""
         async with self.engine.connect() as conn:
-            yield conn
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
     async def check_server(self) -> int:
         async with self.engine.connect() as conn:
