@@ -153,6 +153,8 @@ def test_a_payment_over_the_step_up_threshold_asks_for_the_totp_code(live_bank: 
 
     expect(page.get_by_role("heading", name="Confirm it is you")).to_be_visible()
     expect(page.get_by_text("This is a large payment")).to_be_visible()
+    expect(page.locator(".summary .amount")).to_have_text("CN¥2,000.00")
+    expect(page.locator(".summary")).to_contain_text("刘洋")
     assert payments_of(live_bank, payer) == []
     shoot(page, "step-up")
 

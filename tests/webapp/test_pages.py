@@ -225,3 +225,18 @@ def test_history_pages_and_searches(bank: Bank) -> None:
     assert amounts(second) == ["+CN¥1.02", "+CN¥1.01", "+CN¥1.00"]
     found = bank.client.get(f"/app/accounts/{customer.account_id}", params={"ref": "deposit 7"}).text
     assert amounts(found) == ["+CN¥1.07"]
+
+
+def test_paying_a_new_payee_asks_for_a_code_and_without_mfa_says_to_set_it_up(bank: Bank) -> None:
+    payer, payee = onboard(bank, fund_minor=10_000), onboard(bank)
+    payee_id = add_payee(bank, payer, payee)  # less than 24 hours old
+    csrf = sign_in(bank, payer)
+    fields = reviewed(bank, payer, payee_id, "5.00")
+    response = bank.client.post("/app/pay/confirm", data=fields)
+    assert response.status_code == 403
+    assert "This payee is new, so we need a code from your authenticator app." in response.text
+    assert payments(bank, payer) == []
+    response = bank.client.post("/app/pay/step-up", data={**fields, "csrf_token": csrf, "code": "123456"})
+    assert response.status_code == 409
+    assert alert_of(response.text) == "Set up an authenticator app first: this payment needs a code from it."
+    assert payments(bank, payer) == []

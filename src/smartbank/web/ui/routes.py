@@ -566,18 +566,53 @@ async def _submit(
         )
     except DomainError as exc:
         if exc.code == BankingErrorCode.STEP_UP_REQUIRED and not after_step_up:
-            return _render(
-                request,
-                "step_up.html",
-                status_code=403,
-                csrf=csrf,
-                principal=principal,
-                values=values,
-                key=key,
-                reason=exc.details.get("reason"),
-            )
+            return await _step_up_page(request, principal, csrf, values, key, reason=exc.details.get("reason"))
         return await back_to_form(exc.code, exc.http_status)
     return _redirect(f"{PREFIX}/payments/{payment.id}")
+
+
+async def _step_up_page(
+    request: Request,
+    principal: Principal,
+    csrf: str,
+    values: dict[str, str],
+    key: str,
+    *,
+    reason: object = None,
+    error: str | None = None,
+    status_code: int = 403,
+) -> HTMLResponse:
+    """Ask for a code, showing what it will pay (the payee and amount as the review page showed them)."""
+    banking = _banking(request)
+    payees = await banking.list_payees(principal, principal.id)
+    payee = next((p for p in payees if str(p.id) == values["payee"]), None)
+    account = next(
+        (
+            b
+            for b in await banking.list_account_balances(principal, principal.id)
+            if str(b.account.id) == values["from"]
+        ),
+        None,
+    )
+    amount: Money | None = None
+    if account is not None:
+        try:
+            amount = Money.parse(values["amount"], account.account.currency)
+        except DomainError:
+            amount = None
+    return _render(
+        request,
+        "step_up.html",
+        status_code=status_code,
+        csrf=csrf,
+        principal=principal,
+        values=values,
+        key=key,
+        reason=reason,
+        payee=payee,
+        amount=amount,
+        error=error,
+    )
 
 
 @router.post("/pay/confirm", response_class=HTMLResponse)
@@ -606,23 +641,16 @@ async def pay_step_up(request: Request) -> Response:
     if not _csrf_ok(form.get("csrf_token"), csrf):
         return _render(request, "error.html", status_code=403, csrf=csrf, principal=principal, code="form_expired")
 
-    def again(code: str, status_code: int) -> HTMLResponse:
-        return _render(
-            request,
-            "step_up.html",
-            status_code=status_code,
-            csrf=csrf,
-            principal=principal,
-            values=values,
-            key=key,
-            error=_message(fmt, code),
+    async def again(code: str, status_code: int) -> HTMLResponse:
+        return await _step_up_page(
+            request, principal, csrf, values, key, error=_message(fmt, code), status_code=status_code
         )
 
     code = form.get("code", "").strip()[:MAX_CODE]
     if not code:
-        return again("field_required", 422)
+        return await again("field_required", 422)
     if await _limited(request, _mfa_limit) is not None:
-        return again(ErrorCode.RATE_LIMITED, 429)
+        return await again(ErrorCode.RATE_LIMITED, 429)
     try:
         await _identity(request).step_up(principal, code, client_info(request))
     except DomainError as exc:
@@ -630,7 +658,7 @@ async def pay_step_up(request: Request) -> Response:
             return _render(
                 request, "error.html", status_code=exc.http_status, csrf=csrf, principal=principal, code=exc.code
             )
-        return again(exc.code, exc.http_status)
+        return await again(exc.code, exc.http_status)
     refreshed = await _session(request)  # the session now carries the fresh MFA time
     if refreshed is None:
         return _to_login(request)
