@@ -240,3 +240,31 @@ def test_paying_a_new_payee_asks_for_a_code_and_without_mfa_says_to_set_it_up(ba
     assert response.status_code == 409
     assert alert_of(response.text) == "Set up an authenticator app first: this payment needs a code from it."
     assert payments(bank, payer) == []
+
+
+def test_staff_signed_in_here_are_told_this_app_is_for_customers(bank: Bank) -> None:
+    login_name = f"staff-{secrets.token_hex(4)}@bank.example"
+    rt = bank.runtime
+
+    async def create() -> None:
+        async with rt.db.transaction() as conn:
+            await rt.identity.create_login(
+                conn,
+                principal_id=new_id(),
+                kind=PrincipalKind.STAFF,
+                login=login_name,
+                password=PASSWORD,
+                roles=frozenset({StaffRole.ADMIN}),
+            )
+
+    bank.run(create)
+    bank.client.cookies.clear()
+    token = csrf_of(bank.client.get("/app/login").text)
+    response = bank.client.post(
+        "/app/login", data={"csrf_token": token, "login": login_name, "password": PASSWORD}, follow_redirects=False
+    )
+    assert response.status_code == 303
+    for path in ("/app/", "/app/pay", f"/app/accounts/{new_id()}"):
+        response = bank.client.get(path)
+        assert response.status_code == 403, path
+        assert alert_of(response.text) == "This app is for customers. Staff sign in to the staff console."

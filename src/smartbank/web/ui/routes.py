@@ -106,6 +106,7 @@ MESSAGES: Final[dict[str, str]] = {
     BankingErrorCode.TOO_MANY_PAYEES: N_("You have too many payees; remove one first."),
     BankingErrorCode.PAYMENT_FAILED: N_("The payment failed. No money has left your account."),
     BankingErrorCode.IDEMPOTENCY_KEY_REUSED: N_("This form was already sent. Start the payment again."),
+    "staff": N_("This app is for customers. Staff sign in to the staff console."),
     "form_expired": N_("This form has expired. Please try again."),
     "field_required": N_("Fill in every field."),
     "choose_payee": N_("Choose a payee."),
@@ -222,6 +223,16 @@ def _render(
     if new_form_token is not None:
         response.set_cookie(FORM_COOKIE, new_form_token, path=PREFIX, secure=True, httponly=True, samesite="strict")
     return response
+
+
+async def _customer(request: Request) -> tuple[Principal, str] | Response:
+    """The signed-in customer and the session's CSRF token; else the login page, or a refusal for staff."""
+    found = await _session(request)
+    if found is None:
+        return _to_login(request)
+    if not found[0].is_customer:
+        return _render(request, "error.html", status_code=403, csrf=found[1], principal=found[0], code="staff")
+    return found
 
 
 def _redirect(path: str) -> RedirectResponse:
@@ -373,12 +384,10 @@ async def choose_language(request: Request) -> Response:
 
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request) -> Response:
-    found = await _session(request)
-    if found is None:
-        return _to_login(request)
+    found = await _customer(request)
+    if isinstance(found, Response):
+        return found
     principal, csrf = found
-    if not principal.is_customer:
-        return _render(request, "error.html", status_code=403, csrf=csrf, principal=principal, code="forbidden")
     banking = _banking(request)
     balances = await banking.list_account_balances(principal, principal.id)
     recent: list[tuple[Entry, DepositAccount]] = []
@@ -400,9 +409,9 @@ async def home(request: Request) -> Response:
 
 @router.get("/accounts/{account_id}", response_class=HTMLResponse)
 async def account_detail(request: Request, account_id: str) -> Response:
-    found = await _session(request)
-    if found is None:
-        return _to_login(request)
+    found = await _customer(request)
+    if isinstance(found, Response):
+        return found
     principal, csrf = found
     params = request.query_params
     query = (params.get("q") or "").strip()[:MAX_TEXT_QUERY] or None
@@ -451,9 +460,9 @@ async def _pay_context(request: Request, principal: Principal) -> dict[str, Any]
 
 @router.get("/pay", response_class=HTMLResponse)
 async def pay_page(request: Request) -> Response:
-    found = await _session(request)
-    if found is None:
-        return _to_login(request)
+    found = await _customer(request)
+    if isinstance(found, Response):
+        return found
     principal, csrf = found
     context = await _pay_context(request, principal)
     params = request.query_params
@@ -473,9 +482,9 @@ def _payment_values(form: dict[str, str]) -> dict[str, str]:
 @router.post("/pay/review", response_class=HTMLResponse)
 async def pay_review(request: Request) -> Response:
     """Check the form (the service checks it again on confirm) and show what will be paid."""
-    found = await _session(request)
-    if found is None:
-        return _to_login(request)
+    found = await _customer(request)
+    if isinstance(found, Response):
+        return found
     principal, csrf = found
     form = await _form(request)
     fmt = _formatter(request)
@@ -617,9 +626,9 @@ async def _step_up_page(
 
 @router.post("/pay/confirm", response_class=HTMLResponse)
 async def pay_confirm(request: Request) -> Response:
-    found = await _session(request)
-    if found is None:
-        return _to_login(request)
+    found = await _customer(request)
+    if isinstance(found, Response):
+        return found
     principal, csrf = found
     form = await _form(request)
     if not _csrf_ok(form.get("csrf_token"), csrf):
@@ -630,9 +639,9 @@ async def pay_confirm(request: Request) -> Response:
 @router.post("/pay/step-up", response_class=HTMLResponse)
 async def pay_step_up(request: Request) -> Response:
     """Check a TOTP (or recovery) code for this session, then submit the same payment again."""
-    found = await _session(request)
-    if found is None:
-        return _to_login(request)
+    found = await _customer(request)
+    if isinstance(found, Response):
+        return found
     principal, csrf = found
     form = await _form(request)
     fmt = _formatter(request)
@@ -667,9 +676,9 @@ async def pay_step_up(request: Request) -> Response:
 
 @router.get("/payments/{payment_id}", response_class=HTMLResponse)
 async def payment_result(request: Request, payment_id: str) -> Response:
-    found = await _session(request)
-    if found is None:
-        return _to_login(request)
+    found = await _customer(request)
+    if isinstance(found, Response):
+        return found
     principal, csrf = found
     banking = _banking(request)
     ident = _uuid(payment_id)
@@ -696,18 +705,18 @@ async def payment_result(request: Request, payment_id: str) -> Response:
 
 @router.get("/payees/new", response_class=HTMLResponse)
 async def new_payee_page(request: Request) -> Response:
-    found = await _session(request)
-    if found is None:
-        return _to_login(request)
+    found = await _customer(request)
+    if isinstance(found, Response):
+        return found
     principal, csrf = found
     return _render(request, "payee.html", csrf=csrf, principal=principal, values={"name": "", "account_number": ""})
 
 
 @router.post("/payees", response_class=HTMLResponse)
 async def add_payee(request: Request) -> Response:
-    found = await _session(request)
-    if found is None:
-        return _to_login(request)
+    found = await _customer(request)
+    if isinstance(found, Response):
+        return found
     principal, csrf = found
     form = await _form(request)
     fmt = _formatter(request)
