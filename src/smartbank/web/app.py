@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from fastapi import Depends, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -40,6 +41,8 @@ from smartbank.platform.settings import Settings, get_settings
 from smartbank.web.deps import internal_or_staff
 from smartbank.web.errors import document_errors, install_error_handlers
 from smartbank.web.middleware import BodyLimit, RequestContext
+from smartbank.web.ui.routes import STATIC_DIR
+from smartbank.web.ui.routes import router as ui_router
 
 JOB_BLUEPRINTS = {
     "ledger": ledger_jobs.blueprint,
@@ -165,6 +168,13 @@ def create_app(
     app.include_router(identity_router)
     app.include_router(customers_router)
     app.include_router(banking_router)
+    # The customer web app (server-rendered pages, not part of the OpenAPI document).
+    app.include_router(ui_router)
+    app.mount("/app/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/app/", status_code=307)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -1,0 +1,80 @@
+"""axe-core (the copy shipped in the axe-playwright-python wheel) over the main pages: no serious or
+critical violation, at phone and desktop widths, in English and Chinese."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Page, expect
+
+from tests.banking.http_helpers import PASSWORD, add_payee, onboard
+
+from .conftest import WIDTHS, LiveBank
+
+pytestmark = pytest.mark.timeout(120)
+
+BLOCKING = {"serious", "critical"}
+
+
+def blocking_violations(page: Page) -> list[str]:
+    found: list[str] = []
+    for width, height in WIDTHS.values():
+        page.set_viewport_size({"width": width, "height": height})
+        results = Axe().run(page)
+        assert results.response["testEngine"]["name"] == "axe-core"
+        found += [
+            f"{width}px {v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']]}"
+            for v in results.response["violations"]
+            if v["impact"] in BLOCKING
+        ]
+    return found
+
+
+@pytest.mark.parametrize("locale", ["en-GB", "zh-CN"])
+def test_the_main_pages_have_no_serious_or_critical_accessibility_violations(
+    live_bank: LiveBank, browser: Any, locale: str
+) -> None:
+    payer = onboard(live_bank, fund_minor=50_000, name="赵敏")  # type: ignore[arg-type]
+    payee = onboard(live_bank, name="周芷若")  # type: ignore[arg-type]
+    add_payee(live_bank, payer, payee, "周芷若")  # type: ignore[arg-type]
+    live_bank.clock.advance(timedelta(hours=25))
+    # Scripts on (axe is one) but the page's CSP bypassed only for the injected checker.
+    context = browser.new_context(base_url=live_bank.base_url, locale=locale, bypass_csp=True)
+    page: Page = context.new_page()
+    page.set_default_timeout(10_000)
+    checked: dict[str, list[str]] = {}
+
+    page.goto("/app/login")
+    checked["login"] = blocking_violations(page)
+    page.locator("#login").fill(payer.login)
+    page.locator("#password").fill(PASSWORD)
+    page.locator("form.stack button[type=submit]").click()
+    expect(page).to_have_url(re.compile(r"/app/$"))
+    checked["home"] = blocking_violations(page)
+
+    page.goto(f"/app/accounts/{payer.account_id}")
+    checked["account"] = blocking_violations(page)
+
+    page.goto("/app/pay")
+    page.locator("#amount").fill("1000")  # more than the balance: the refusal page is checked too
+    checked["pay"] = blocking_violations(page)
+    page.locator("form.stack button[type=submit]").click()
+    checked["review"] = blocking_violations(page)
+    page.locator("form.stack button[type=submit]").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    checked["pay-refused"] = blocking_violations(page)
+    context.close()
+
+    assert {name: found for name, found in checked.items() if found} == {}
+
+
+def test_the_checker_finds_a_serious_violation_when_there_is_one(browser: Any) -> None:
+    context = browser.new_context()
+    page: Page = context.new_page()
+    page.set_content('<html lang="en"><title>t</title><main><input type="text" name="unlabelled"></main></html>')
+    assert any(v.startswith("360px label (critical)") for v in blocking_violations(page))
+    context.close()
