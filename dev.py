@@ -2,7 +2,8 @@
 """Set up and run smartbank with nothing but Python 3.11+.
 
     python3 dev.py run     # create .venv, install, start the platform on embedded PostgreSQL
-    python3 dev.py test    # create .venv, install, run lint, type checks and the whole test suite
+    python3 dev.py test    # create .venv, install (and Debian's Chromium for the browser tests, with
+                           # apt, when missing), run lint, type checks and the whole test suite
 
 Both commands create the virtual environment in ./.venv on first use and reinstall only when
 pyproject.toml or requirements.lock change. Everything else is done by the `smartbank` command.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -65,8 +67,33 @@ def run(extra: list[str]) -> int:
     return subprocess.call([str(BIN / "smartbank"), "up", *extra], cwd=ROOT)
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+CJK_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")  # from fonts-wqy-microhei
+BROWSER_PACKAGES = ("chromium", "fonts-wqy-microhei")  # the browser tests' Chromium, and a CJK font
+
+
+def ensure_browser() -> None:
+    """The browser tests drive Debian's Chromium (a browser is never downloaded): install it with
+    apt when it is missing and this user may (root, or password-less sudo)."""
+    if CHROMIUM.exists() and CJK_FONT.exists():
+        return
+    if not shutil.which("apt-get"):
+        print(f"warning: {CHROMIUM} is missing and apt-get is not available: browser tests will fail", flush=True)
+        return
+    sudo: list[str] = []
+    if os.geteuid() != 0:
+        if not shutil.which("sudo") or subprocess.call(["sudo", "-n", "true"], stderr=subprocess.DEVNULL) != 0:
+            print(f"warning: {CHROMIUM} is missing; run: sudo apt-get install {' '.join(BROWSER_PACKAGES)}", flush=True)
+            return
+        sudo = ["sudo", "-n"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    _run(*sudo, "apt-get", "update", "-q", env=env)
+    _run(*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", *BROWSER_PACKAGES, env=env)
+
+
 def test(extra: list[str]) -> int:
     ensure_venv()
+    ensure_browser()
     env = dict(os.environ)
     env.setdefault("PYTHONHASHSEED", "0")
     steps: list[list[str]] = [
