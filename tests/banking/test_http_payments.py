@@ -192,27 +192,27 @@ def test_the_same_key_with_another_body_is_409_and_writes_nothing(bank: Bank) ->
 
 
 def test_a_payment_over_the_daily_limit_is_refused_with_its_code_and_posts_nothing(bank: Bank) -> None:
-    # The basic tier: 5,000.00 a payment, 20,000.00 a day.
+    # The basic tier: 5,000.00 a payment, 20,000.00 a day; 2,000.00 needs no step-up (only above it).
     alice, bob, payee_id = pair(bank, fund_minor=3_000_000)
     token = login(bank, alice.login)
-    for n in range(4):
+    for n in range(10):
         ok = pay(
             bank,
             token,
             f"day-{n}",
             from_account_id=str(alice.account_id),
             to_payee_id=str(payee_id),
-            amount_minor=500_000,
+            amount_minor=200_000,
         )
         assert ok.status_code == 201, ok.text
 
     refused = pay(
-        bank, token, "day-4", from_account_id=str(alice.account_id), to_payee_id=str(payee_id), amount_minor=1
+        bank, token, "day-over", from_account_id=str(alice.account_id), to_payee_id=str(payee_id), amount_minor=1
     )
     assert error(refused) == (409, "daily_limit_exceeded")
     assert refused.json()["error"]["details"] == {"limit_minor": 2_000_000, "used_minor": 2_000_000, "tier": "basic"}
-    assert payments_of(bank, alice) == 4
-    assert transfers_from(bank, alice.account_id) == 4
+    assert payments_of(bank, alice) == 10
+    assert transfers_from(bank, alice.account_id) == 10
     assert ledger_posted(bank.url, alice.account_id) == 1_000_000
     assert ledger_posted(bank.url, bob.account_id) == 2_000_000
     assert (
@@ -221,7 +221,7 @@ def test_a_payment_over_the_daily_limit_is_refused_with_its_code_and_posts_nothi
             "SELECT count(*) FROM platform.audit_log WHERE actor_id = %s AND action = 'banking.transfer_submitted'",
             alice.id,
         )
-        == 4
+        == 10
     )
 
 

@@ -104,7 +104,7 @@ REPLAY_POLL_MAX_S: Final = 0.05
 class BankingConfig:
     iban_country: str | None = None
     iban_bank_code: str | None = None
-    step_up_threshold_minor: int = 500_000
+    step_up_threshold_minor: int = 200_000
     step_up_max_age: timedelta = timedelta(minutes=5)
     timezone: str = "Asia/Shanghai"
     default_branch: str = "0001"

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     banking_iban_country: str | None = None
     banking_iban_bank_code: str | None = None
     #: Payments above this many minor units need a fresh MFA (step-up).
-    banking_step_up_threshold_minor: int = Field(default=500_000, ge=0)
+    banking_step_up_threshold_minor: int = Field(default=200_000, ge=0)
     #: How recent an MFA challenge must be to count for a step-up.
     banking_step_up_max_age_s: int = Field(default=300, ge=1, le=3600)
     #: The time zone whose calendar day the daily payment limit and statement dates follow.
