@@ -213,3 +213,15 @@ async def test_order_inside_a_batch_decides_what_an_empty_account_can_pay(ledger
     account = await ledger.get_account(alice)
     assert account.balances.available(account.kind) == 100
     assert await ledger.verify() == []
+
+
+async def test_the_database_fails_a_chain_left_open_even_when_python_is_bypassed(ledger: LedgerService) -> None:
+    """Python refuses a batch that ends inside a linked chain; the transfer function is the backstop."""
+    bank = await open_funding(ledger)
+    alice = await open_account(ledger)
+    batch = [replace(transfer(bank, alice, 100), linked=True), replace(transfer(bank, alice, 200), linked=True)]
+
+    results = await ledger._execute(batch)  # past validate_batch, straight to the database
+
+    assert [(r.status, r.code) for r in results] == [(ResultStatus.FAILED, "linked_event_chain_open")] * 2
+    assert (await ledger.get_account(alice)).balances.credits_posted == 0

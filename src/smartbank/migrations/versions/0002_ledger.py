@@ -209,9 +209,10 @@ BEGIN
         RETURN;
     END IF;
 
-    -- 1. Can the fast path apply? Only new posted or pending transfers, no reversals, distinct ids.
+    -- 1. Can the fast path apply? Only new posted or pending transfers, no reversals, distinct ids,
+    --    and no linked chain left open at the end of the batch (the general path fails that chain).
     SELECT bool_and(u.type IN ('posted', 'pending') AND u.reversal IS NULL AND u.debit <> u.credit)
-               AND count(DISTINCT u.id) = n
+               AND count(DISTINCT u.id) = n AND NOT coalesce(t_linked[n], false)
       INTO simple
       FROM unnest(t_id, t_type, t_reversal, t_debit, t_credit) AS u(id, type, reversal, debit, credit);
 
