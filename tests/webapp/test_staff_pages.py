@@ -14,7 +14,7 @@ from smartbank.customers.model import CustomerProfile
 from smartbank.identity.model import ClientInfo, Principal, PrincipalKind, StaffRole
 from smartbank.kernel.ids import new_id
 from smartbank.platform.settings import Settings
-from tests.banking.http_helpers import PASSWORD, Bank, _submission, all_rows, code_now, onboard, open_bank
+from tests.banking.http_helpers import PASSWORD, Bank, _submission, all_rows, code_now, onboard, open_bank, wait_for
 from tests.customers.helpers import register
 from tests.webapp.test_pages import alert_of, csrf_of
 
@@ -146,6 +146,14 @@ def test_a_teller_deposit_through_the_form_pays_once_when_sent_twice(bank: Bank)
     ) == [("cash_deposit", 25040, "completed")]
     shown = bank.client.get(f"/staff/customers/{customer.id}?done=1").text
     assert '<dd class="posted">CN¥250.40</dd>' in shown
+
+    def listed() -> bool:
+        bank.runtime.relay.kick()  # history is projected by the relay
+        return '<span class="amount in">+CN¥250.40</span>' in bank.client.get(f"/staff/customers/{customer.id}").text
+
+    wait_for(listed)
+    page = bank.client.get(f"/staff/customers/{customer.id}").text
+    assert page.count('<li class="entry">') == 1
     # A new render carries a new key: a second deposit is a new payment.
     assert form_of(shown, f"/staff/customers/{customer.id}/cash")["key"] != fields["key"]
 

@@ -52,6 +52,8 @@ from smartbank.web.ui.routes import _render as _render_page
 PREFIX: Final = "/staff"
 SEARCH_PAGE: Final = 20
 MAX_QUERY: Final = 64
+RECENT_ITEMS: Final = 5
+MAX_ACCOUNTS_SHOWN: Final = 20
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -293,8 +295,13 @@ async def _customer_page(
         status = 404 if exc.code == CustomerErrorCode.CUSTOMER_NOT_FOUND else exc.http_status
         return _error(request, (principal, csrf), exc.code, status)
     balances = []
+    recent: dict[uuid.UUID, list[Any]] = {}
     if principal.can(Permission.ACCOUNTS_READ):
-        balances = await _banking(request).list_account_balances(principal, customer_id)
+        banking = _banking(request)
+        balances = await banking.list_account_balances(principal, customer_id)
+        for balance in balances[:MAX_ACCOUNTS_SHOWN]:
+            page = await banking.history(principal, balance.account.id, limit=RECENT_ITEMS)
+            recent[balance.account.id] = page.items
     return _render(
         request,
         "customer.html",
@@ -302,7 +309,8 @@ async def _customer_page(
         csrf=csrf,
         principal=principal,
         profile=profile,
-        balances=balances,
+        balances=balances[:MAX_ACCOUNTS_SHOWN],
+        recent=recent,
         error=error,
         notice=notice,
         keys=[str(uuid.uuid4()) for _ in balances],
