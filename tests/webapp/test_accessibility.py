@@ -78,3 +78,38 @@ def test_the_checker_finds_a_serious_violation_when_there_is_one(browser: Any) -
     page.set_content('<html lang="en"><title>t</title><main><input type="text" name="unlabelled"></main></html>')
     assert any(v.startswith("360px label (critical)") for v in blocking_violations(page))
     context.close()
+
+
+@pytest.mark.parametrize("locale", ["en-GB", "zh-CN"])
+def test_the_staff_pages_have_no_serious_or_critical_accessibility_violations(
+    live_bank: LiveBank, browser: Any, locale: str
+) -> None:
+    from smartbank.identity.model import StaffRole
+    from tests.webapp.test_staff_pages import new_staff, pending_customer
+
+    customer = onboard(live_bank, fund_minor=10_000, name="张无忌")  # type: ignore[arg-type]
+    pending = pending_customer(live_bank, "殷素素")  # type: ignore[arg-type]
+    login_name = new_staff(live_bank, StaffRole.ADMIN)  # type: ignore[arg-type]
+    context = browser.new_context(base_url=live_bank.base_url, locale=locale, bypass_csp=True)
+    page: Page = context.new_page()
+    page.set_default_timeout(10_000)
+    checked: dict[str, list[str]] = {}
+
+    page.goto("/staff/login")
+    checked["staff-login"] = blocking_violations(page)
+    page.locator("#login").fill(login_name)
+    page.locator("#password").fill(PASSWORD)
+    page.locator("form.stack button[type=submit]").click()
+    expect(page).to_have_url(re.compile(r"/staff/$"))
+    checked["staff-search"] = blocking_violations(page)
+    page.goto("/staff/?by=name&q=zhangwuji")
+    expect(page.locator(f'a[href="/staff/customers/{customer.id}"]')).to_be_visible()
+    checked["staff-results"] = blocking_violations(page)
+    page.goto(f"/staff/customers/{customer.id}")
+    checked["staff-customer"] = blocking_violations(page)
+    page.goto(f"/staff/customers/{pending.id}")
+    expect(page.locator("#kyc-form")).to_be_visible()
+    checked["staff-kyc"] = blocking_violations(page)
+    context.close()
+
+    assert {name: found for name, found in checked.items() if found} == {}

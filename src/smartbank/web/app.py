@@ -43,6 +43,7 @@ from smartbank.web.errors import document_errors, install_error_handlers
 from smartbank.web.middleware import BodyLimit, RequestContext
 from smartbank.web.ui.routes import STATIC_DIR
 from smartbank.web.ui.routes import router as ui_router
+from smartbank.web.ui.staff import router as staff_router
 
 JOB_BLUEPRINTS = {
     "ledger": ledger_jobs.blueprint,
@@ -170,6 +171,7 @@ def create_app(
     app.include_router(banking_router)
     # The customer web app (server-rendered pages, not part of the OpenAPI document).
     app.include_router(ui_router)
+    app.include_router(staff_router)
     app.mount("/app/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 
     @app.get("/", include_in_schema=False)

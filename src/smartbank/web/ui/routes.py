@@ -193,6 +193,7 @@ def _render(
     status_code: int = 200,
     csrf: str | None = None,
     principal: Principal | None = None,
+    prefix: str = PREFIX,
     **context: Any,
 ) -> HTMLResponse:
     fmt = _formatter(request)
@@ -210,7 +211,7 @@ def _render(
         csrf=csrf if csrf is not None else form_token,
         signed_in=principal is not None,
         path=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
-        prefix=PREFIX,
+        prefix=prefix,
         **context,
     )
     response = HTMLResponse(html, status_code=status_code)
@@ -221,7 +222,7 @@ def _render(
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
     )
     if new_form_token is not None:
-        response.set_cookie(FORM_COOKIE, new_form_token, path=PREFIX, secure=True, httponly=True, samesite="strict")
+        response.set_cookie(FORM_COOKIE, new_form_token, path=prefix, secure=True, httponly=True, samesite="strict")
     return response
 
 

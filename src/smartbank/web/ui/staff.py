@@ -1,0 +1,447 @@
+"""Pages of the staff console under ``/staff``: log in (and MFA), customer search, customer view and
+its actions (KYC decision, freeze/unfreeze, teller cash).
+
+Built like the customer pages (``routes.py``, whose helpers it reuses): plain forms, the session's
+CSRF token in every signed-in form, the same services. A page shows only the actions the
+principal's permissions allow; the services check the permission again and refuse the rest.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Final
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from smartbank.banking.model import CashRequest, PaymentKind
+from smartbank.customers.errors import CustomerErrorCode
+from smartbank.customers.model import MAX_REASON_CHARS, KycDecision, RequestInfo
+from smartbank.identity.api import LOGIN_PER_ACCOUNT, WINDOW_S
+from smartbank.identity.deps import client_info, money_movement_limit
+from smartbank.identity.errors import IdentityErrorCode
+from smartbank.identity.model import Permission, Principal, PrincipalKind, normalise_login
+from smartbank.identity.service import LoginResult
+from smartbank.kernel.errors import DomainError, ErrorCode
+from smartbank.kernel.money import Money
+from smartbank.web.ui.i18n import LANGUAGE_COOKIE, LANGUAGES, N_
+from smartbank.web.ui.routes import (
+    FORM_COOKIE,
+    MAX_CODE,
+    MAX_LOGIN,
+    MAX_PASSWORD,
+    _banking,
+    _clear_session,
+    _csrf_ok,
+    _customers,
+    _form,
+    _formatter,
+    _identity,
+    _limited,
+    _login_limit,
+    _message,
+    _mfa_limit,
+    _redirect,
+    _session,
+    _set_session,
+    _uuid,
+)
+from smartbank.web.ui.routes import _render as _render_page
+
+PREFIX: Final = "/staff"
+SEARCH_PAGE: Final = 20
+MAX_QUERY: Final = 64
+RECENT_ITEMS: Final = 5
+MAX_ACCOUNTS_SHOWN: Final = 20
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+#: Staff-console messages by code (the customer app's messages serve the shared codes).
+STAFF_MESSAGES: Final[dict[str, str]] = {
+    "customer_login": N_("This console is for bank staff. Customers sign in to the web app."),
+    "forbidden": N_("Your role does not allow this."),
+    "reason_required": N_("Give a reason."),
+    "search_needs_one": N_("Enter a name, a phone number or an ID number."),
+    "kyc_not_pending": N_("This customer's identity check is not waiting for a decision."),
+    "done": N_("Done."),
+    "mfa_required": N_(
+        "The staff console needs a login that passed MFA. Set up an authenticator app and log in again."
+    ),
+}
+_CODE_ALIASES: Final[dict[str, str]] = {
+    ErrorCode.FORBIDDEN: "forbidden",
+    CustomerErrorCode.REASON_REQUIRED: "reason_required",
+    CustomerErrorCode.INVALID_SEARCH: "search_needs_one",
+    CustomerErrorCode.CUSTOMER_NOT_FOUND: ErrorCode.NOT_FOUND,
+    IdentityErrorCode.MFA_REQUIRED: "mfa_required",
+}
+
+
+def _text(request: Request, code: str) -> str:
+    fmt = _formatter(request)
+    code = _CODE_ALIASES.get(code, code)
+    if code in STAFF_MESSAGES:
+        return fmt.gettext(STAFF_MESSAGES[code])
+    return _message(fmt, code)
+
+
+def _render(request: Request, name: str, **context: Any) -> HTMLResponse:
+    principal = context.get("principal")
+    return _render_page(request, "staff/" + name, prefix=PREFIX, staff=principal, Permission=Permission, **context)
+
+
+def _local(value: str | None) -> str:
+    if value and value.startswith(PREFIX + "/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return PREFIX + "/"
+
+
+async def _staff(request: Request) -> tuple[Principal, str] | Response:
+    """The signed-in staff member and the session's CSRF token; else the login page, or a refusal."""
+    found = await _session(request)
+    if found is None:
+        return _redirect(f"{PREFIX}/login?" + urlencode({"next": request.url.path}))
+    if not found[0].is_staff:
+        return _error(request, found, "customer_login", 403)
+    if _identity(request).staff_mfa_required and found[0].mfa_verified_at is None:
+        # The same rule as the staff JSON routes (``require_permission``).
+        return _error(request, found, IdentityErrorCode.MFA_REQUIRED, 403)
+    return found
+
+
+def _error(request: Request, found: tuple[Principal, str], code: str, status_code: int) -> HTMLResponse:
+    principal, csrf = found
+    return _render(
+        request, "error.html", status_code=status_code, csrf=csrf, principal=principal, message=_text(request, code)
+    )
+
+
+def _audit(request: Request) -> RequestInfo:
+    client = client_info(request)
+    return RequestInfo(ip=client.ip, device=client.device, request_id=client.request_id)
+
+
+# -- signing in and out --------------------------------------------------------------------------
+
+
+@router.get("", response_class=HTMLResponse)
+async def staff_root() -> RedirectResponse:
+    return _redirect(PREFIX + "/")
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request) -> Response:
+    found = await _session(request)
+    if found is not None and found[0].is_staff:
+        return _redirect(PREFIX + "/")
+    return _render(request, "login.html", next=_local(request.query_params.get("next")))
+
+
+async def _signed_in(request: Request, result: LoginResult, next_path: str) -> Response:
+    """The redirect that sets the session, or (for a customer) end that session and refuse."""
+    if result.kind != PrincipalKind.STAFF:
+        assert result.session_token is not None
+        found = await _identity(request).authenticate_session(result.session_token)
+        if found is not None:
+            await _identity(request).logout(found[0], client_info(request))
+        return _render(request, "login.html", status_code=403, error=_text(request, "customer_login"), next=next_path)
+    response = _redirect(next_path)
+    _set_session(response, result)
+    return response
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login_submit(request: Request) -> Response:
+    form = await _form(request)
+    next_path = _local(form.get("next"))
+    login = form.get("login", "").strip()[:MAX_LOGIN]
+
+    def again(code: str, status_code: int) -> HTMLResponse:
+        return _render(
+            request, "login.html", status_code=status_code, error=_text(request, code), login=login, next=next_path
+        )
+
+    if not _csrf_ok(form.get("csrf_token"), request.cookies.get(FORM_COOKIE)):
+        return again("form_expired", 403)
+    password = form.get("password", "")
+    if not login or not password or len(password) > MAX_PASSWORD:
+        return again(IdentityErrorCode.INVALID_CREDENTIALS if password else "field_required", 422)
+    identity = _identity(request)
+    if await _limited(request, _login_limit) is not None:
+        return again(ErrorCode.RATE_LIMITED, 429)
+    limited = await identity.limiter.hit(
+        "auth.login.account", [(f"login:{normalise_login(login)}", LOGIN_PER_ACCOUNT)], WINDOW_S
+    )
+    if limited is not None:
+        return again(ErrorCode.RATE_LIMITED, 429)
+    try:
+        result = await identity.login(login, password, client_info(request))
+    except DomainError as exc:
+        return again(exc.code, exc.http_status)
+    if result.status == "mfa_required":
+        return _render(request, "mfa.html", challenge=result.mfa_challenge, next=next_path)
+    return await _signed_in(request, result, next_path)
+
+
+@router.post("/login/mfa", response_class=HTMLResponse)
+async def login_mfa(request: Request) -> Response:
+    form = await _form(request)
+    next_path = _local(form.get("next"))
+    challenge = form.get("challenge", "")[:2000]
+
+    def again(code: str, status_code: int) -> HTMLResponse:
+        return _render(
+            request,
+            "mfa.html",
+            status_code=status_code,
+            error=_text(request, code),
+            challenge=challenge,
+            next=next_path,
+        )
+
+    if not _csrf_ok(form.get("csrf_token"), request.cookies.get(FORM_COOKIE)):
+        return again("form_expired", 403)
+    code = form.get("code", "").strip()[:MAX_CODE]
+    if not code or not challenge:
+        return again("field_required", 422)
+    if await _limited(request, _mfa_limit) is not None:
+        return again(ErrorCode.RATE_LIMITED, 429)
+    try:
+        result = await _identity(request).verify_mfa_challenge(challenge, code, client_info(request))
+    except DomainError as exc:
+        if exc.code == IdentityErrorCode.INVALID_MFA_CODE:
+            return again(exc.code, exc.http_status)
+        return _render(request, "login.html", status_code=exc.http_status, error=_text(request, "form_expired"))
+    return await _signed_in(request, result, next_path)
+
+
+@router.post("/logout", response_class=HTMLResponse)
+async def logout(request: Request) -> Response:
+    form = await _form(request)
+    found = await _session(request)
+    if found is not None:
+        if not _csrf_ok(form.get("csrf_token"), found[1]):
+            return _error(request, found, "form_expired", 403)
+        await _identity(request).logout(found[0], client_info(request))
+    response = _redirect(PREFIX + "/login")
+    _clear_session(response)
+    return response
+
+
+@router.post("/language", response_class=HTMLResponse)
+async def choose_language(request: Request) -> Response:
+    form = await _form(request)
+    found = await _session(request)
+    expected = found[1] if found is not None else request.cookies.get(FORM_COOKIE)
+    tag = form.get("language", "")
+    response = _redirect(_local(form.get("next")))
+    if _csrf_ok(form.get("csrf_token"), expected) and tag in LANGUAGES:
+        response.set_cookie(LANGUAGE_COOKIE, tag, max_age=365 * 86400, path="/", secure=True, samesite="lax")
+    return response
+
+
+# -- search --------------------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+async def search(request: Request) -> Response:
+    found = await _staff(request)
+    if isinstance(found, Response):
+        return found
+    principal, csrf = found
+    params = request.query_params
+    by = params.get("by", "name")
+    if by not in {"name", "phone", "id_number"}:
+        by = "name"
+    query = (params.get("q") or "").strip()[:MAX_QUERY]
+    cursor = (params.get("cursor") or "")[:200] or None
+    context: dict[str, Any] = {"by": by, "query": query, "results": None, "more": None}
+    if query:
+        try:
+            page = await _customers(request).search(principal, **{by: query}, cursor=cursor, limit=SEARCH_PAGE)
+        except DomainError as exc:
+            return _render(
+                request,
+                "search.html",
+                status_code=exc.http_status,
+                csrf=csrf,
+                principal=principal,
+                error=_text(request, exc.code),
+                **context,
+            )
+        context["results"] = page.items
+        if page.next_cursor:
+            context["more"] = "?" + urlencode({"by": by, "q": query, "cursor": page.next_cursor})
+    return _render(request, "search.html", csrf=csrf, principal=principal, **context)
+
+
+# -- one customer --------------------------------------------------------------------------------
+
+
+async def _customer_page(
+    request: Request,
+    principal: Principal,
+    csrf: str,
+    customer_id: uuid.UUID,
+    *,
+    status_code: int = 200,
+    error: str | None = None,
+    notice: str | None = None,
+) -> HTMLResponse:
+    try:
+        profile = await _customers(request).get_customer(principal, customer_id)
+    except DomainError as exc:
+        status = 404 if exc.code == CustomerErrorCode.CUSTOMER_NOT_FOUND else exc.http_status
+        return _error(request, (principal, csrf), exc.code, status)
+    balances = []
+    recent: dict[uuid.UUID, list[Any]] = {}
+    if principal.can(Permission.ACCOUNTS_READ):
+        banking = _banking(request)
+        balances = await banking.list_account_balances(principal, customer_id)
+        for balance in balances[:MAX_ACCOUNTS_SHOWN]:
+            page = await banking.history(principal, balance.account.id, limit=RECENT_ITEMS)
+            recent[balance.account.id] = page.items
+    return _render(
+        request,
+        "customer.html",
+        status_code=status_code,
+        csrf=csrf,
+        principal=principal,
+        profile=profile,
+        balances=balances[:MAX_ACCOUNTS_SHOWN],
+        recent=recent,
+        error=error,
+        notice=notice,
+        keys=[str(uuid.uuid4()) for _ in balances],
+        max_reason=MAX_REASON_CHARS,
+    )
+
+
+@router.get("/customers/{customer_id}", response_class=HTMLResponse)
+async def customer_view(request: Request, customer_id: str) -> Response:
+    found = await _staff(request)
+    if isinstance(found, Response):
+        return found
+    principal, csrf = found
+    ident = _uuid(customer_id)
+    if ident is None:
+        return _error(request, found, ErrorCode.NOT_FOUND, 404)
+    done = request.query_params.get("done") == "1"
+    return await _customer_page(request, principal, csrf, ident, notice=_text(request, "done") if done else None)
+
+
+async def _action(request: Request, customer_id: str) -> tuple[Principal, str, uuid.UUID, dict[str, str]] | Response:
+    """The staff member, CSRF-checked form and customer id of an action, or the page that refuses it."""
+    found = await _staff(request)
+    if isinstance(found, Response):
+        return found
+    principal, csrf = found
+    ident = _uuid(customer_id)
+    if ident is None:
+        return _error(request, found, ErrorCode.NOT_FOUND, 404)
+    form = await _form(request)
+    if not _csrf_ok(form.get("csrf_token"), csrf):
+        return _error(request, found, "form_expired", 403)
+    return principal, csrf, ident, form
+
+
+def _done(customer_id: uuid.UUID) -> RedirectResponse:
+    return _redirect(f"{PREFIX}/customers/{customer_id}?done=1")
+
+
+@router.post("/customers/{customer_id}/kyc", response_class=HTMLResponse)
+async def kyc_decide(request: Request, customer_id: str) -> Response:
+    checked = await _action(request, customer_id)
+    if isinstance(checked, Response):
+        return checked
+    principal, csrf, ident, form = checked
+    decision = form.get("decision", "")
+    reason = form.get("reason", "")[: MAX_REASON_CHARS * 2]
+    try:
+        if decision not in {KycDecision.VERIFY, KycDecision.REJECT}:
+            raise DomainError(ErrorCode.VALIDATION_ERROR, "decision is verify or reject")
+        await _customers(request).decide_kyc(principal, ident, KycDecision(decision), reason, request=_audit(request))
+    except DomainError as exc:
+        code = "kyc_not_pending" if exc.code == CustomerErrorCode.INVALID_KYC_TRANSITION else exc.code
+        return await _customer_page(
+            request, principal, csrf, ident, status_code=exc.http_status, error=_text(request, code)
+        )
+    return _done(ident)
+
+
+async def _account_of(request: Request, principal: Principal, customer_id: uuid.UUID, value: str | None) -> Any:
+    """The customer's account named by the form (a balance), or ``not_found``."""
+    account_id = _uuid(value)
+    if account_id is None:
+        raise DomainError(ErrorCode.NOT_FOUND, "no such account")
+    balance = await _banking(request).get_account(principal, account_id)
+    if balance.account.customer_id != customer_id:
+        raise DomainError(ErrorCode.NOT_FOUND, "no such account")
+    return balance
+
+
+@router.post("/customers/{customer_id}/freeze", response_class=HTMLResponse)
+async def freeze(request: Request, customer_id: str) -> Response:
+    checked = await _action(request, customer_id)
+    if isinstance(checked, Response):
+        return checked
+    principal, csrf, ident, form = checked
+    try:
+        if not principal.can(Permission.ACCOUNTS_FREEZE):
+            raise DomainError(ErrorCode.FORBIDDEN, "not allowed")
+        balance = await _account_of(request, principal, ident, form.get("account"))
+        await _banking(request).set_frozen(
+            principal,
+            balance.account.id,
+            form.get("frozen") == "1",
+            form.get("reason", "")[: MAX_REASON_CHARS * 2],
+            client=client_info(request),
+        )
+    except DomainError as exc:
+        code = "reason_required" if exc.details.get("field") == "reason" else exc.code
+        return await _customer_page(
+            request, principal, csrf, ident, status_code=exc.http_status, error=_text(request, code)
+        )
+    return _done(ident)
+
+
+@router.post("/customers/{customer_id}/cash", response_class=HTMLResponse)
+async def teller_cash(request: Request, customer_id: str) -> Response:
+    checked = await _action(request, customer_id)
+    if isinstance(checked, Response):
+        return checked
+    principal, csrf, ident, form = checked
+    kinds = {"deposit": PaymentKind.CASH_DEPOSIT, "withdrawal": PaymentKind.CASH_WITHDRAWAL}
+    key = form.get("key", "")[:100]
+    try:
+        if not principal.can(Permission.TELLER_CASH):
+            raise DomainError(ErrorCode.FORBIDDEN, "not allowed")
+        kind = kinds.get(form.get("kind", ""))
+        if kind is None or _uuid(key) is None:
+            raise DomainError(ErrorCode.VALIDATION_ERROR, "form_expired")
+        balance = await _account_of(request, principal, ident, form.get("account"))
+        amount = Money.parse(form.get("amount", "").strip()[:40], balance.account.currency)
+        if amount.amount_minor <= 0:
+            raise DomainError(ErrorCode.AMOUNT_MUST_BE_POSITIVE, "amount must be positive")
+        if await _limited(request, money_movement_limit) is not None:
+            raise DomainError(ErrorCode.RATE_LIMITED, "rate limited")
+        await _banking(request).teller_cash(
+            principal,
+            key,
+            CashRequest(
+                kind,
+                balance.account.id,
+                balance.account.branch_code,
+                amount.amount_minor,
+                amount.currency,
+                form.get("reference", "").strip()[:140],
+            ),
+            client=client_info(request),
+        )
+    except DomainError as exc:
+        code = "form_expired" if exc.message == "form_expired" else exc.code
+        return await _customer_page(
+            request, principal, csrf, ident, status_code=exc.http_status, error=_text(request, code)
+        )
+    return _done(ident)
