@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qs, urlencode
@@ -285,18 +286,12 @@ async def login_page(request: Request) -> Response:
     return _render(request, "login.html", next=_local_path(request.query_params.get("next")))
 
 
-@router.post("/login", response_class=HTMLResponse)
-async def login_submit(request: Request) -> Response:
-    form = await _form(request)
-    fmt = _formatter(request)
-    next_path = _local_path(form.get("next"))
-    login = form.get("login", "").strip()[:MAX_LOGIN]
-
-    def again(code: str, status_code: int) -> HTMLResponse:
-        return _render(
-            request, "login.html", status_code=status_code, error=_message(fmt, code), login=login, next=next_path
-        )
-
+async def password_login(
+    request: Request, form: dict[str, str], login: str, again: Callable[[str, int], HTMLResponse]
+) -> LoginResult | HTMLResponse:
+    """The sign-in form's checks, shared by the customer app and the staff console: the form's
+    CSRF cookie, the fields, the per-address and per-login rate limits, then the password. Answers
+    the identity service's result, or the page ``again`` renders for the first refusal."""
     if not _csrf_ok(form.get("csrf_token"), request.cookies.get(FORM_COOKIE)):
         return again("form_expired", 403)
     password = form.get("password", "")
@@ -311,9 +306,27 @@ async def login_submit(request: Request) -> Response:
     if limited is not None:
         return again(ErrorCode.RATE_LIMITED, 429)
     try:
-        result = await identity.login(login, password, client_info(request))
+        result: LoginResult = await identity.login(login, password, client_info(request))
     except DomainError as exc:
         return again(exc.code, exc.http_status)
+    return result
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login_submit(request: Request) -> Response:
+    form = await _form(request)
+    fmt = _formatter(request)
+    next_path = _local_path(form.get("next"))
+    login = form.get("login", "").strip()[:MAX_LOGIN]
+
+    def again(code: str, status_code: int) -> HTMLResponse:
+        return _render(
+            request, "login.html", status_code=status_code, error=_message(fmt, code), login=login, next=next_path
+        )
+
+    result = await password_login(request, form, login, again)
+    if isinstance(result, Response):
+        return result
     if result.status == "mfa_required":
         return _render(request, "mfa.html", challenge=result.mfa_challenge, next=next_path)
     response = _redirect(next_path)

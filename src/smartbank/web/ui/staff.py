@@ -18,10 +18,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from smartbank.banking.model import CashRequest, PaymentKind
 from smartbank.customers.errors import CustomerErrorCode
 from smartbank.customers.model import MAX_REASON_CHARS, KycDecision, RequestInfo
-from smartbank.identity.api import LOGIN_PER_ACCOUNT, WINDOW_S
 from smartbank.identity.deps import client_info, money_movement_limit
 from smartbank.identity.errors import IdentityErrorCode
-from smartbank.identity.model import Permission, Principal, PrincipalKind, normalise_login
+from smartbank.identity.model import Permission, Principal, PrincipalKind
 from smartbank.identity.service import LoginResult
 from smartbank.kernel.errors import DomainError, ErrorCode
 from smartbank.kernel.money import Money
@@ -30,7 +29,6 @@ from smartbank.web.ui.routes import (
     FORM_COOKIE,
     MAX_CODE,
     MAX_LOGIN,
-    MAX_PASSWORD,
     _banking,
     _clear_session,
     _csrf_ok,
@@ -39,13 +37,13 @@ from smartbank.web.ui.routes import (
     _formatter,
     _identity,
     _limited,
-    _login_limit,
     _message,
     _mfa_limit,
     _redirect,
     _session,
     _set_session,
     _uuid,
+    password_login,
 )
 from smartbank.web.ui.routes import _render as _render_page
 
@@ -162,23 +160,9 @@ async def login_submit(request: Request) -> Response:
             request, "login.html", status_code=status_code, error=_text(request, code), login=login, next=next_path
         )
 
-    if not _csrf_ok(form.get("csrf_token"), request.cookies.get(FORM_COOKIE)):
-        return again("form_expired", 403)
-    password = form.get("password", "")
-    if not login or not password or len(password) > MAX_PASSWORD:
-        return again(IdentityErrorCode.INVALID_CREDENTIALS if password else "field_required", 422)
-    identity = _identity(request)
-    if await _limited(request, _login_limit) is not None:
-        return again(ErrorCode.RATE_LIMITED, 429)
-    limited = await identity.limiter.hit(
-        "auth.login.account", [(f"login:{normalise_login(login)}", LOGIN_PER_ACCOUNT)], WINDOW_S
-    )
-    if limited is not None:
-        return again(ErrorCode.RATE_LIMITED, 429)
-    try:
-        result = await identity.login(login, password, client_info(request))
-    except DomainError as exc:
-        return again(exc.code, exc.http_status)
+    result = await password_login(request, form, login, again)
+    if isinstance(result, Response):
+        return result
     if result.status == "mfa_required":
         return _render(request, "mfa.html", challenge=result.mfa_challenge, next=next_path)
     return await _signed_in(request, result, next_path)
