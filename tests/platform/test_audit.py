@@ -5,7 +5,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from smartbank.platform.audit import AuditEvent, Outcome, record
+from smartbank.platform.audit import AuditEvent, Outcome, recent, record
 from smartbank.platform.db import Database
 
 
@@ -52,3 +52,33 @@ async def test_oversized_details_are_refused_before_writing(db: Database) -> Non
     async with db.transaction() as conn:
         with pytest.raises(ValueError, match="at most 4096"):
             await record(conn, AuditEvent(action="identity.login", details={"x": "y" * 5000}))
+
+
+async def test_recent_finds_an_actors_and_a_subjects_rows_newest_first_and_pages(db: Database) -> None:
+    customer, other = uuid.uuid4(), uuid.uuid4()
+    account = str(uuid.uuid4())
+    async with db.transaction() as conn:
+        await record(conn, AuditEvent(action="identity.login", actor_kind="customer", actor_id=customer))
+        await record(conn, AuditEvent(action="identity.login", actor_kind="customer", actor_id=other))
+        await record(
+            conn,
+            AuditEvent(
+                action="banking.account_frozen",
+                actor_kind="staff",
+                actor_id=other,
+                subject_type="account",
+                subject_id=account,
+            ),
+        )
+        await record(conn, AuditEvent(action="identity.password_changed", actor_kind="customer", actor_id=customer))
+
+    found = await recent(db, actor_id=customer, subjects=[("account", account)])
+    assert [r.action for r in found] == ["identity.password_changed", "banking.account_frozen", "identity.login"]
+    assert all(r.actor_id == customer or r.subject_id == account for r in found)
+    assert found[0].seq > found[1].seq > found[2].seq
+
+    page = await recent(db, actor_id=customer, subjects=[("account", account)], limit=2)
+    rest = await recent(db, actor_id=customer, subjects=[("account", account)], before_seq=page[-1].seq)
+    assert [r.id for r in page + rest] == [r.id for r in found]
+    assert await recent(db) == []
+    assert [r.action for r in await recent(db, actor_id=other, limit=1)] == ["banking.account_frozen"]

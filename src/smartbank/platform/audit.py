@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import ipaddress
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -163,6 +164,75 @@ async def record(conn: AsyncConnection, event: AuditEvent) -> uuid.UUID:
         {**columns, "details": details_json.decode(), "mac": mac},
     )
     return audit_id
+
+
+#: Most rows one :func:`recent` call returns.
+MAX_RECENT: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One audit row as read back (the ``seq`` orders rows and pages :func:`recent`)."""
+
+    seq: int
+    id: uuid.UUID
+    occurred_at: datetime
+    action: str
+    outcome: Outcome
+    actor_kind: str
+    actor_id: uuid.UUID | None
+    subject_type: str | None
+    subject_id: str | None
+    ip: str | None
+    device: str | None
+    details: dict[str, Any]
+
+
+async def recent(
+    db: Database,
+    *,
+    actor_id: uuid.UUID | None = None,
+    subjects: Sequence[tuple[str, str]] = (),
+    before_seq: int | None = None,
+    limit: int = 20,
+) -> list[AuditRecord]:
+    """The newest audit rows done by ``actor_id`` or about any of ``subjects`` ((type, id) pairs).
+
+    Newest first, at most ``limit`` (capped at :data:`MAX_RECENT`); pass the last row's ``seq`` as
+    ``before_seq`` for the next page. Each side is an index scan on its own partial index.
+    """
+    if actor_id is None and not subjects:
+        return []
+    limit = max(1, min(limit, MAX_RECENT))
+    columns = (
+        "seq, id, occurred_at, action, outcome, actor_kind, actor_id, subject_type, subject_id, host(ip) AS ip, "
+        "device, details"
+    )
+    before = "AND seq < :before" if before_seq is not None else ""
+    parts: list[str] = []
+    if actor_id is not None:
+        parts.append(
+            f"(SELECT {columns} FROM platform.audit_log WHERE actor_id = :actor {before} ORDER BY seq DESC LIMIT :n)"
+        )
+    if subjects:
+        parts.append(
+            f"""(SELECT {columns} FROM platform.audit_log
+                 WHERE (subject_type, subject_id) IN
+                       (SELECT * FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[])))
+                   {before}
+                 ORDER BY seq DESC LIMIT :n)"""
+        )
+    sql = f"SELECT * FROM ({' UNION '.join(parts)}) AS found ORDER BY seq DESC LIMIT :n"
+    params: dict[str, Any] = {
+        "actor": actor_id,
+        "types": [kind for kind, _ in subjects],
+        "ids": [ident for _, ident in subjects],
+        "before": before_seq,
+        "n": limit,
+    }
+    async with db.connect() as conn:
+        rows = (await conn.execute(text(sql), params)).mappings().all()
+    return [AuditRecord(**{**row, "outcome": Outcome(row["outcome"])}) for row in rows]
 
 
 # -- the chain ------------------------------------------------------------------------------------
