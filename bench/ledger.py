@@ -9,7 +9,7 @@ Cases, all with durable commits (synchronous_commit and fsync must be on, or not
     single  one transfer per ``LedgerService.submit`` call, from 8 concurrent clients on one service
             (the service merges them into shared database calls: group commit), random accounts
     hot     the same, with 10% of the transfers crediting one hot account
-    batch   ``submit_batch(..., atomic=False)`` of 1,000 transfers, from 2 concurrent clients
+    batch   ``submit_batch(..., atomic=False)`` of 1,000 transfers, from 4 concurrent clients
     pgbench ``pgbench -M prepared -c 8 -j 2 -T <seconds>`` at scale 10, as the reference
 
 The server is ``DATABASE_URL`` when set, else an embedded PostgreSQL started in a temporary folder
@@ -59,14 +59,18 @@ from smartbank.platform.settings import Settings
 CURRENCY = "CNY"
 FUNDING_MINOR = 10_000_000  # per customer account; transfers move 1..MAX_AMOUNT_MINOR, so few fail
 MAX_AMOUNT_MINOR = 10_000
+AMOUNTS = range(1, MAX_AMOUNT_MINOR + 1)
 BANK_ACCOUNTS = 100
 PGBENCH_SCALE = 10
 TARGETS = {"single": 1.0, "hot": 0.85, "batch": 10.0}
 #: inflight_max 1 is best for the single and hot cases on a 2-core machine: every waiting request leaves in
 #: one call (8 clients: 8 transfers a call); 2 gave about 0.9 of it, more was worse (more, smaller calls).
-#: The batch case runs one batch call per client at once (batch_concurrency = --batch-clients); two calls
-#: in flight keep both cores busy, one building its batch in Python while the other runs in PostgreSQL.
+#: The batch case: batches submitted while a call runs leave together in the next call (batch_concurrency
+#: calls in flight, default 1). Four clients keep that pipeline full: while one call runs in PostgreSQL,
+#: the other clients' batches are built, validated and encoded in Python for the next one.
 DEFAULT_INFLIGHT = 1
+DEFAULT_BATCH_CLIENTS = 4
+DEFAULT_BATCH_INFLIGHT = 1
 DEFAULT_POOL_SIZE = 10
 
 
@@ -294,23 +298,31 @@ class Load:
         self._rng = random.Random(seed)
 
     def transfer(self) -> TransferRequest:
-        rng = self._rng
-        n = len(self._customers)
-        debit = self._customers[rng.randrange(n)]
-        if self._hot_share and rng.random() < self._hot_share:
-            credit = self._hot
-        else:
-            credit = self._customers[rng.randrange(n)]
+        return self.batch(1)[0]
+
+    def batch(self, size: int) -> list[TransferRequest]:
+        """``size`` transfers, drawn in bulk (the load generator shares the CPUs with what it measures)."""
+        rng, customers = self._rng, self._customers
+        debits = rng.choices(customers, k=size)
+        credits = rng.choices(customers, k=size)
+        if self._hot_share:
+            credits = [self._hot if rng.random() < self._hot_share else c for c in credits]
+        amounts = rng.choices(AMOUNTS, k=size)
+        batch = []
+        for debit, credit, amount in zip(debits, credits, amounts, strict=True):
             while credit == debit:
-                credit = self._customers[rng.randrange(n)]
-        return TransferRequest(
-            id=new_id(),
-            debit_account_id=debit,
-            credit_account_id=credit,
-            amount_minor=rng.randint(1, MAX_AMOUNT_MINOR),
-            currency=CURRENCY,
-            code=1,
-        )
+                credit = customers[rng.randrange(len(customers))]
+            batch.append(
+                TransferRequest(
+                    id=new_id(),
+                    debit_account_id=debit,
+                    credit_account_id=credit,
+                    amount_minor=amount,
+                    currency=CURRENCY,
+                    code=1,
+                )
+            )
+        return batch
 
 
 def batch_histogram() -> tuple[float, float]:
@@ -450,7 +462,7 @@ async def batch_case(
 
     async def client(stop: asyncio.Event) -> None:
         while not stop.is_set():
-            batch = [load.transfer() for _ in range(size)]
+            batch = load.batch(size)
             tally.add(await ledger.submit_batch(batch, atomic=False))
             tally.completions.append((time.perf_counter(), len(batch)))
 
@@ -504,6 +516,7 @@ class Options:
     pool_size: int
     clients: int
     batch_clients: int
+    batch_inflight: int
     batch_size: int
     accounts: int
     hot_share: float
@@ -525,7 +538,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--inflight", type=int, default=DEFAULT_INFLIGHT, help="LedgerService inflight_max")
     parser.add_argument("--pool-size", type=int, default=DEFAULT_POOL_SIZE, help="database pool size")
     parser.add_argument("--clients", type=int, default=8, help="concurrent single-transfer clients")
-    parser.add_argument("--batch-clients", type=int, default=2, help="concurrent batch clients")
+    parser.add_argument("--batch-clients", type=int, default=DEFAULT_BATCH_CLIENTS, help="concurrent batch clients")
+    parser.add_argument(
+        "--batch-inflight", type=int, default=DEFAULT_BATCH_INFLIGHT, help="LedgerService batch_concurrency"
+    )
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--accounts", type=int, default=100_000, help="customer accounts")
     parser.add_argument("--hot-share", type=float, default=0.10, help="share of hot-case transfers to the hot account")
@@ -549,6 +565,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         pool_size=ns.pool_size,
         clients=ns.clients,
         batch_clients=ns.batch_clients,
+        batch_inflight=ns.batch_inflight,
         batch_size=ns.batch_size,
         accounts=ns.accounts,
         hot_share=ns.hot_share,
@@ -606,9 +623,12 @@ async def bench(opts: Options, ledger_url: str, pgbench_url: str, pgbench: PgBen
 
         if "batch" in opts.cases:
             await checkpoint(db, superuser)
-            ledger = LedgerService(db, SystemClock(), batch_concurrency=opts.batch_clients)
+            ledger = LedgerService(db, SystemClock(), batch_concurrency=opts.batch_inflight)
             load = Load(accounts, opts.seed + 10)
-            say(f"batch: {opts.batch_clients} clients, {opts.batch_size} transfers per submit_batch(atomic=False)")
+            say(
+                f"batch: {opts.batch_clients} clients, {opts.batch_size} transfers per submit_batch(atomic=False), "
+                f"batch_concurrency={opts.batch_inflight}"
+            )
             results["batch"] = await batch_case(
                 ledger,
                 load,
@@ -669,6 +689,7 @@ def build_report(
         "pool_size": opts.pool_size,
         "clients": opts.clients,
         "batch_clients": opts.batch_clients,
+        "batch_concurrency": opts.batch_inflight,
         "accounts": opts.accounts,
         "uvloop": opts.uvloop,
     }

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-import uuid_utils
+from uuid_utils.compat import uuid7
 
 
 def new_id() -> uuid.UUID:
     """A fresh UUIDv7 as a standard-library :class:`uuid.UUID`."""
-    return uuid.UUID(bytes=uuid_utils.uuid7().bytes)
+    return uuid7()
 
 
 def parse_id(text: str) -> uuid.UUID:
