@@ -13,6 +13,8 @@ from sqlalchemy import create_engine
 from smartbank.platform.db import sqlalchemy_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+#: SQL files that migrations apply (function definitions kept in one place).
+SQL_DIR = MIGRATIONS_DIR / "sql"
 VERSION_TABLE_SCHEMA = "platform"
 
 
