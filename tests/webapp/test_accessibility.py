@@ -110,6 +110,17 @@ def test_the_staff_pages_have_no_serious_or_critical_accessibility_violations(
     page.goto(f"/staff/customers/{pending.id}")
     expect(page.locator("#kyc-form")).to_be_visible()
     checked["staff-kyc"] = blocking_violations(page)
+    page.goto(f"/staff/?by=account&q={customer.account_number}")
+    expect(page.locator(f'a[href="/staff/customers/{customer.id}"]')).to_be_visible()
+    checked["staff-account-search"] = blocking_violations(page)
+    page.goto("/staff/kyc")
+    expect(page.locator(f'a[href="/staff/customers/{pending.id}"]')).to_be_visible()
+    checked["staff-kyc-queue"] = blocking_violations(page)
+    page.goto("/staff/mfa/setup")
+    checked["staff-mfa-setup"] = blocking_violations(page)
+    page.locator("form.stack button[type=submit]").click()
+    expect(page.locator(".qr svg")).to_be_visible()
+    checked["staff-mfa-scan"] = blocking_violations(page)
     context.close()
 
     assert {name: found for name, found in checked.items() if found} == {}

@@ -240,8 +240,15 @@ def test_an_action_without_its_csrf_token_is_refused_and_writes_nothing(bank: Ba
     assert all_rows(bank.url, "SELECT kyc_status FROM customers.customers WHERE id = %s", pending.id) == [("pending",)]
 
 
-def test_when_staff_need_mfa_a_password_only_session_is_refused(bank: Bank) -> None:
-    staff_sign_in(bank, new_staff(bank, StaffRole.ADMIN))
+def test_when_staff_need_mfa_an_enrolled_one_without_an_mfa_session_is_refused(bank: Bank) -> None:
+    staff_id = new_id()
+    staff_sign_in(bank, new_staff(bank, StaffRole.ADMIN, staff_id=staff_id))
+    # MFA turned on after this password-only login (with no session: the login's stays unverified).
+    me = Principal(staff_id, PrincipalKind.STAFF, frozenset({StaffRole.ADMIN}))
+    client = ClientInfo(ip="203.0.113.41", device="test", request_id=None)
+    rt = bank.runtime
+    enrolment = bank.run(lambda: rt.identity.start_mfa_enrolment(me, client))
+    bank.run(lambda: rt.identity.confirm_mfa_enrolment(me, code_now(enrolment.secret, bank.clock), client))
     identity = bank.runtime.identity
     identity.staff_mfa_required = True
     try:

@@ -535,6 +535,28 @@ class Payment:
 
 
 @dataclass(frozen=True, slots=True)
+class CustomerPayment:
+    """A payment as one customer sees it: money out of or into one of their accounts."""
+
+    payment: Payment
+    #: ``in`` (a cash deposit, or another customer's transfer to them) or ``out``.
+    direction: str
+    #: The other side's account number (a transfer), or None (cash at a branch).
+    counterparty_number: str | None
+
+    @property
+    def signed_amount_minor(self) -> int:
+        return self.payment.amount_minor if self.direction == "in" else -self.payment.amount_minor
+
+
+def payment_direction(payment: Payment, customer_id: uuid.UUID) -> str:
+    """Whether ``payment`` brings money to ``customer_id`` (``in``) or takes it away (``out``)."""
+    if payment.customer_id != customer_id:
+        return "in"  # another customer's transfer to one of theirs
+    return "in" if payment.kind is PaymentKind.CASH_DEPOSIT else "out"
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryFilter:
     """Filters of an account's history; every one optional. Times are [since, until)."""
 

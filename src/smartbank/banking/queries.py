@@ -281,6 +281,31 @@ async def find_by_key(conn: AsyncConnection, initiated_by: uuid.UUID, key: str) 
     return None if row is None else (payment_from_row(row), bytes(row.request_hash))
 
 
+async def customer_payments(
+    conn: AsyncConnection, customer_id: uuid.UUID, account_ids: list[uuid.UUID], limit: int
+) -> list[Payment]:
+    """The newest ``limit`` payments out of (and cash at) the customer's accounts and into them from
+    others, newest first: one index scan for the customer's own, one per account for incoming ones."""
+    rows = await conn.execute(
+        text(
+            f"""
+            SELECT {PAYMENT_COLUMNS} FROM (
+                (SELECT {PAYMENT_COLUMNS} FROM banking.payments WHERE customer_id = :customer
+                  ORDER BY created_at DESC LIMIT :limit)
+                UNION ALL
+                (SELECT p.* FROM unnest(CAST(:accounts AS uuid[])) AS a (id)
+                   CROSS JOIN LATERAL (
+                       SELECT {PAYMENT_COLUMNS} FROM banking.payments
+                        WHERE counterparty_account_id = a.id AND customer_id <> :customer
+                        ORDER BY created_at DESC LIMIT :limit) AS p)
+            ) AS found ORDER BY created_at DESC, id DESC LIMIT :limit
+            """
+        ),
+        {"customer": customer_id, "accounts": account_ids, "limit": limit},
+    )
+    return [payment_from_row(row) for row in rows]
+
+
 async def insert_payment(
     conn: AsyncConnection, payment: Payment, *, key: str, request_hash: bytes, initiator_kind: str
 ) -> bool:

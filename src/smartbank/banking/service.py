@@ -39,6 +39,7 @@ from smartbank.banking.model import (
     AccountBalance,
     AccountState,
     CashRequest,
+    CustomerPayment,
     DepositAccount,
     Entry,
     EntryPage,
@@ -53,6 +54,7 @@ from smartbank.banking.model import (
     Product,
     RiskOutcome,
     Statement,
+    account_number_from_iban,
     banking_code_for_ledger,
     build_statement,
     check_account_number,
@@ -67,6 +69,7 @@ from smartbank.banking.model import (
     iban_for,
     local_day,
     make_account_number,
+    payment_direction,
     step_up_reason,
 )
 from smartbank.banking.ports import AllowAllRiskGate, CustomerDirectory, RiskGate
@@ -78,7 +81,8 @@ from smartbank.kernel.invariants import invariant
 from smartbank.kernel.money import currency_exponent
 from smartbank.ledger.model import AccountKind, AccountSpec, AccountStatus, Transfer, TransferRequest
 from smartbank.ledger.service import LedgerService
-from smartbank.platform.audit import AuditEvent, Outcome, record
+from smartbank.platform import audit
+from smartbank.platform.audit import AuditEvent, AuditRecord, Outcome, record
 from smartbank.platform.db import Database
 from smartbank.platform.logging import get_logger
 from smartbank.platform.outbox import claim_event, write_event
@@ -94,6 +98,11 @@ MAX_ACCOUNTS_PER_CUSTOMER: Final = 50
 #: Most stuck payments one recovery pass drives.
 RECOVERY_BATCH: Final = 100
 MAX_FREEZE_REASON: Final = 200
+#: Most payments :meth:`BankingService.recent_payments` returns.
+MAX_RECENT_PAYMENTS: Final = 50
+#: A customer's newest payments whose audit rows :meth:`BankingService.audit_trail` includes.
+AUDIT_TRAIL_PAYMENTS: Final = 100
+MAX_LOOKUP_CHARS: Final = 64
 #: How long a replay waits for a payment that another request is driving, before answering with it as
 #: it stands (``submitted``); and the longest pause between two looks.
 REPLAY_WAIT_S: Final = 15.0
@@ -822,6 +831,68 @@ class BankingService:
         if payment is None or (principal.is_customer and not principal.owns(payment.customer_id)):
             raise _not_found("payment")
         return payment
+
+    # -- staff views -----------------------------------------------------------------------------
+
+    def _number_of(self, value: str) -> str:
+        """An account number from what staff typed: the number (spaces allowed) or this bank's IBAN."""
+        compact = value.replace(" ", "").upper()[:MAX_LOOKUP_CHARS] if isinstance(value, str) else ""
+        if compact[:2].isalpha():
+            country, bank_code = self.config.iban_country, self.config.iban_bank_code
+            if not (country and bank_code):
+                raise DomainError(BankingErrorCode.INVALID_IBAN, "this bank issues no IBANs", field="iban")
+            return account_number_from_iban(compact, country, bank_code)
+        return check_account_number(compact)
+
+    async def find_account(self, principal: Principal, number_or_iban: str) -> DepositAccount:
+        """The account with this number or IBAN, whatever its state, so that staff with
+        ``accounts:read`` find who holds it; ``not_found`` when none has it."""
+        if not (principal.is_staff and principal.can(Permission.ACCOUNTS_READ)):
+            raise _forbidden()
+        number = self._number_of(number_or_iban)
+        async with self._db.connect() as conn:
+            account = await queries.get_account_by_number(conn, number)
+        if account is None:
+            raise _not_found("account")
+        return account
+
+    async def recent_payments(
+        self, principal: Principal, customer_id: uuid.UUID, limit: int = 10
+    ) -> list[CustomerPayment]:
+        """The customer's newest payments in and out (transfers both ways, cash at a branch) with
+        their status, newest first: the customer, or staff with ``payments:read``."""
+        self._customer_scope(principal, customer_id, Permission.PAYMENTS_READ)
+        if type(limit) is not int or not 1 <= limit <= MAX_RECENT_PAYMENTS:
+            raise DomainError(ErrorCode.VALIDATION_ERROR, f"limit must be 1..{MAX_RECENT_PAYMENTS}", field="limit")
+        async with self._db.connect() as conn:
+            accounts = await queries.customer_accounts(conn, customer_id, MAX_ACCOUNTS_PER_CUSTOMER)
+            payments = await queries.customer_payments(conn, customer_id, [a.id for a in accounts], limit)
+            others = {p.counterparty_account_id for p in payments if p.counterparty_account_id is not None}
+            numbers = await queries.accounts_among(conn, [*others, *(p.account_id for p in payments)])
+        lines = []
+        for payment in payments:
+            direction = payment_direction(payment, customer_id)
+            other = payment.account_id if payment.customer_id != customer_id else payment.counterparty_account_id
+            number = numbers[other].number if other is not None and other in numbers else None
+            lines.append(CustomerPayment(payment, direction, number))
+        return lines
+
+    async def audit_trail(
+        self, principal: Principal, customer_id: uuid.UUID, *, before_seq: int | None = None, limit: int = 20
+    ) -> list[AuditRecord]:
+        """Audit rows done by the customer or about them (their record and login), their accounts and
+        their newest payments, newest first; staff with ``audit:read`` only. Page with ``before_seq``."""
+        if not (principal.is_staff and principal.can(Permission.AUDIT_READ)):
+            raise _forbidden()
+        async with self._db.connect() as conn:
+            accounts = await queries.customer_accounts(conn, customer_id, MAX_ACCOUNTS_PER_CUSTOMER)
+            payments = await queries.customer_payments(
+                conn, customer_id, [a.id for a in accounts], AUDIT_TRAIL_PAYMENTS
+            )
+        subjects = [("customer", str(customer_id)), ("principal", str(customer_id))]
+        subjects += [("account", str(a.id)) for a in accounts]
+        subjects += [("payment", str(p.id)) for p in payments if p.customer_id == customer_id]
+        return await audit.recent(self._db, actor_id=customer_id, subjects=subjects, before_seq=before_seq, limit=limit)
 
     async def recover_stuck_payments(self, limit: int = RECOVERY_BATCH) -> int:
         """Drive payments left in ``submitted`` (a crash between the steps). Returns how many finished."""
