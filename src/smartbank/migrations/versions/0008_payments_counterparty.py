@@ -1,7 +1,7 @@
 """banking: an index on a payment's counterparty account, for a customer's incoming payments.
 
-Revision ID: 0007_payments_counterparty
-Revises: 0006_banking
+Revision ID: 0008_payments_counterparty
+Revises: 0007_ledger_fast_path_ids
 Create Date: 2026-11-27
 
 The staff customer view lists a customer's newest payments in and out. Outgoing ones are found by
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from smartbank.platform.migrate import execute_script
 
-revision = "0007_payments_counterparty"
-down_revision = "0006_banking"
+revision = "0008_payments_counterparty"
+down_revision = "0007_ledger_fast_path_ids"
 branch_labels = None
 depends_on = None
 
