@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import re
-import secrets
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -14,34 +13,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from smartbank.banking.model import PaymentRequest
 from tests.banking.http_helpers import Customer, add_payee, all_rows, onboard
 
 from .conftest import LiveBank, shoot
 from .test_browser import log_in, new_page
+from .test_money_pages import pay
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def pay(bank: LiveBank, payer: Customer, payee: Customer, amount_minor: int, reference: str) -> None:
-    rt = bank.runtime
-    payee_id = next(
-        row[0]
-        for row in all_rows(
-            bank.url,
-            "SELECT id FROM banking.payees WHERE customer_id = %s AND account_number = %s",
-            payer.id,
-            payee.account_number,
-        )
-    )
-    request = PaymentRequest(
-        from_account_id=payer.account_id,
-        amount_minor=amount_minor,
-        currency="CNY",
-        to_payee_id=payee_id,
-        reference=reference,
-    )
-    bank.run(lambda: rt.banking.submit_payment(payer.principal, f"b-{secrets.token_hex(6)}", request))
 
 
 def wait_for_history(bank: LiveBank, customer: Customer, count: int) -> None:
@@ -56,10 +34,10 @@ def test_filter_the_history_open_a_transaction_download_statements_and_read_noti
 ) -> None:
     payer = onboard(live_bank, fund_minor=500_000, name="李雷")  # type: ignore[arg-type]
     payee = onboard(live_bank, name="韩梅梅")  # type: ignore[arg-type]
-    add_payee(live_bank, payer, payee, "韩梅梅")  # type: ignore[arg-type]
+    payee_id = add_payee(live_bank, payer, payee, "韩梅梅")  # type: ignore[arg-type]
     live_bank.clock.advance(timedelta(hours=25))  # booked on 3 March; the deposit on 2 March
-    pay(live_bank, payer, payee, 8_800, "gym membership")
-    pay(live_bank, payer, payee, 42_000, "rent share")
+    pay(live_bank, payer, payee_id, 8_800, "gym membership")  # type: ignore[arg-type]
+    pay(live_bank, payer, payee_id, 42_000, "rent share")  # type: ignore[arg-type]
     wait_for_history(live_bank, payer, 3)
 
     page: Page = new_page(browser, live_bank)

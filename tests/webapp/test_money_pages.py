@@ -16,7 +16,6 @@ import pytest
 
 from smartbank.banking.model import CashRequest, PaymentKind, PaymentRequest
 from smartbank.banking.service import SYSTEM
-from smartbank.customers.model import ContactKind
 from smartbank.identity.model import ClientInfo, Principal, PrincipalKind
 from smartbank.platform.settings import Settings
 from tests.banking.http_helpers import (
@@ -33,6 +32,7 @@ from tests.banking.http_helpers import (
     teller,
     wait_for,
 )
+from tests.customers.helpers import register
 from tests.webapp.test_pages import alert_of, csrf_of, sign_in
 
 
@@ -460,22 +460,11 @@ def test_home_shows_quick_actions_and_the_identity_check_state(bank: Bank, pair:
         assert f'href="{href}"' in home, href
 
     rt = bank.runtime
-    email = f"p-{secrets.token_hex(5)}@example.com"
-    started = bank.run(lambda: rt.customers.start_registration(ContactKind.EMAIL, email))
-    code = all_rows(
-        bank.url,
-        "SELECT payload->'params'->>'code' FROM platform.outbox WHERE payload->>'recipient' = %s "
-        "ORDER BY seq DESC LIMIT 1",
-        email,
-    )[0][0]
-    profile = bank.run(
-        lambda: rt.customers.complete_registration(
-            started.verification_id, code, password=PASSWORD, accepted_terms=True, terms_version="2026-03"
-        )
-    )
+    profile = bank.run(lambda: register(rt.customers, rt.db, password=PASSWORD))
+    assert profile.phone is not None
     bank.client.cookies.clear()
     token = csrf_of(bank.client.get("/app/login").text)
-    bank.client.post("/app/login", data={"csrf_token": token, "login": email, "password": PASSWORD})
+    bank.client.post("/app/login", data={"csrf_token": token, "login": profile.phone, "password": PASSWORD})
     fresh = bank.client.get("/app/").text
     assert "<h3>No accounts yet</h3>" in fresh
     assert 'href="/app/pay"' not in fresh.split("</nav>", 1)[1]  # no pay button without an account

@@ -29,6 +29,7 @@ from smartbank.web.ui.routes import (
     _formatter,
     _inbox,
     _message,
+    _own_account,
     _redirect,
     _render,
     _settings,
@@ -54,13 +55,14 @@ async def transaction_detail(request: Request, account_id: str, transaction_id: 
     if isinstance(found, Response):
         return found
     principal, csrf = found
-    banking = _banking(request)
-    account, transfer = _uuid(account_id), _uuid(transaction_id)
+    balance = await _own_account(request, principal, csrf, account_id)
+    if isinstance(balance, Response):
+        return balance
+    transfer = _uuid(transaction_id)
     try:
-        if account is None or transfer is None:
+        if transfer is None:
             raise DomainError(ErrorCode.NOT_FOUND, "no such transaction")
-        balance = await banking.get_account(principal, account)
-        detail = await banking.get_transaction(principal, account, transfer)
+        detail = await _banking(request).get_transaction(principal, balance.account.id, transfer)
     except DomainError as exc:
         return _account_error(request, principal, csrf, exc)
     payment = detail.payment
@@ -120,13 +122,9 @@ async def statements_page(request: Request, account_id: str) -> Response:
     if isinstance(found, Response):
         return found
     principal, csrf = found
-    ident = _uuid(account_id)
-    try:
-        if ident is None:
-            raise DomainError(ErrorCode.NOT_FOUND, "no such account")
-        balance = await _banking(request).get_account(principal, ident)
-    except DomainError as exc:
-        return _account_error(request, principal, csrf, exc)
+    balance = await _own_account(request, principal, csrf, account_id)
+    if isinstance(balance, Response):
+        return balance
     return _render(
         request, "statements.html", csrf=csrf, principal=principal, balance=balance, values=_statement_values(request)
     )
@@ -139,18 +137,13 @@ async def download_statement(request: Request, account_id: str) -> Response:
     if isinstance(found, Response):
         return found
     principal, csrf = found
-    banking = _banking(request)
-    ident = _uuid(account_id)
+    balance = await _own_account(request, principal, csrf, account_id)
+    if isinstance(balance, Response):
+        return balance
     values = _statement_values(request)
     try:
-        if ident is None:
-            raise DomainError(ErrorCode.NOT_FOUND, "no such account")
-        balance = await banking.get_account(principal, ident)
-    except DomainError as exc:
-        return _account_error(request, principal, csrf, exc)
-    try:
         first, last = _period(values)
-        statement = await banking.statement(principal, ident, first, last)
+        statement = await _banking(request).statement(principal, balance.account.id, first, last)
     except DomainError as exc:
         if exc.code in {ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN}:
             return _account_error(request, principal, csrf, exc)

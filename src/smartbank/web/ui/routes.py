@@ -30,6 +30,7 @@ from smartbank.banking.model import (
     MAX_PAYEE_NAME,
     MAX_REFERENCE,
     MAX_TEXT_QUERY,
+    AccountBalance,
     DepositAccount,
     Entry,
     HistoryFilter,
@@ -481,6 +482,19 @@ def _account_error(request: Request, principal: Principal, csrf: str, exc: Domai
     return _render(request, "error.html", status_code=status, csrf=csrf, principal=principal, code=exc.code)
 
 
+async def _own_account(
+    request: Request, principal: Principal, csrf: str, account_id: str
+) -> AccountBalance | HTMLResponse:
+    """The customer's account with its balances (the banking access rule), or the not-found page."""
+    ident = _uuid(account_id)
+    try:
+        if ident is None:
+            raise DomainError(ErrorCode.NOT_FOUND, "no such account")
+        return await _banking(request).get_account(principal, ident)
+    except DomainError as exc:
+        return _account_error(request, principal, csrf, exc)
+
+
 @router.get("/accounts/{account_id}", response_class=HTMLResponse)
 async def account_detail(request: Request, account_id: str) -> Response:
     """Balances and history, searchable and filtered (date range, amount range, money in or out,
@@ -495,14 +509,9 @@ async def account_detail(request: Request, account_id: str) -> Response:
         values["direction"] = ""
     cursor = (params.get("cursor") or "")[:64] or None
     newer = (params.get("newer") or "")[:64] or None
-    banking = _banking(request)
-    ident = _uuid(account_id)
-    try:
-        if ident is None:
-            raise DomainError(ErrorCode.NOT_FOUND, "no such account")
-        balance = await banking.get_account(principal, ident)
-    except DomainError as exc:
-        return _account_error(request, principal, csrf, exc)
+    balance = await _own_account(request, principal, csrf, account_id)
+    if isinstance(balance, Response):
+        return balance
     search = {name: value for name, value in values.items() if value}
     context: dict[str, Any] = {"balance": balance, "values": values, "filtered": bool(search)}
     try:
@@ -520,7 +529,9 @@ async def account_detail(request: Request, account_id: str) -> Response:
             **context,
         )
     try:
-        page = await banking.history(principal, ident, where, cursor=cursor, newer=newer, limit=HISTORY_PAGE)
+        page = await _banking(request).history(
+            principal, balance.account.id, where, cursor=cursor, newer=newer, limit=HISTORY_PAGE
+        )
     except DomainError as exc:
         if exc.code == BankingErrorCode.INVALID_CURSOR:
             return _redirect(f"{PREFIX}/accounts/{account_id}?{urlencode(search)}")
