@@ -111,6 +111,12 @@ async def test_history_filters(banking: BankingService, story: Story) -> None:
     assert await only(HistoryFilter(text="%")) == [-250]  # a pattern character is matched literally
     assert await only(HistoryFilter(text="_")) == []
     assert await only(HistoryFilter(text="split", min_amount_minor=10_001)) == []
+    assert await only(HistoryFilter(direction="in")) == [5_000, 10_000, 100_000]
+    assert await only(HistoryFilter(direction="out")) == [-250, -1_500]
+    assert await only(HistoryFilter(direction="out", counterparty="张三", max_amount_minor=1_000)) == [-250]
+    with pytest.raises(DomainError) as caught:
+        await only(HistoryFilter(direction="sideways"))  # type: ignore[arg-type]
+    assert caught.value.code == "validation_error"
 
 
 async def test_history_cursor_walks_every_entry_once(banking: BankingService, story: Story) -> None:
@@ -125,6 +131,14 @@ async def test_history_cursor_walks_every_entry_once(banking: BankingService, st
             break
         cursor = page.next_cursor
     assert (pages, seen) == (3, [5_000, 10_000, -250, -1_500, 100_000])
+    # And back up: from the last page, ``prev_cursor`` (as ``newer``) walks to the newest page.
+    assert page.prev_cursor is not None
+    middle = await banking.history(story.alice, story.account, newer=page.prev_cursor, limit=2)
+    assert amounts(middle.items) == [-250, -1_500]
+    assert middle.prev_cursor is not None and middle.next_cursor is not None
+    newest = await banking.history(story.alice, story.account, newer=middle.prev_cursor, limit=2)
+    assert amounts(newest.items) == [5_000, 10_000]
+    assert newest.prev_cursor is None  # the newest page: nothing above it
     for bad in (0, 101):
         with pytest.raises(DomainError) as caught:
             await banking.history(story.alice, story.account, limit=bad)
@@ -139,6 +153,7 @@ async def test_transaction_detail_joins_ledger_and_payment(banking: BankingServi
     assert detail.entry.amount_minor == -1_500
     assert (detail.transfer.amount_minor, detail.transfer.debit_account_id) == (1_500, story.account)
     assert detail.payment is not None and detail.payment.reference == "Rent March"
+    assert detail.balance_after_minor == 98_500  # the 1,000.00 paid in, less the rent
     with pytest.raises(DomainError) as caught:
         await banking.get_transaction(story.alice, story.account, uuid.uuid4())
     assert caught.value.code == "not_found"

@@ -170,7 +170,8 @@ def verified_account(client: TestClient, customer: Customer, staff: dict[str, st
 def people(client: TestClient, settings: Settings) -> tuple[Customer, Customer]:
     """Customer A, the owner of every object the matrix aims at, and customer B, who must learn
     nothing of A's. A has a session, a contact change under way, a verified KYC profile, an account
-    funded by a teller, a payee (B's account), a payment to B and the transactions it made."""
+    funded by a teller, a payee (B's account), a payment to B, the transactions it made and the
+    notices it wrote."""
     database_url: str = client.database_url  # type: ignore[attr-defined]
     alice, bob = register(client, database_url), register(client, database_url)
     _, staff_login = create_principal_sync(
@@ -234,6 +235,9 @@ def people(client: TestClient, settings: Settings) -> tuple[Customer, Customer]:
         "A's history",
     )
     alice.owned["transaction_id"] = history[0]["id"]
+    # A's newest notice (the payment to B was sent): B may neither read it nor mark it read.
+    inbox = client.get("/v1/me/notifications", headers=alice.headers).json()["items"]
+    alice.owned["up_to"] = next(item["id"] for item in inbox if item["kind"] == "banking.payment_sent")
     return alice, bob
 
 

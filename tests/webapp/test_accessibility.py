@@ -11,13 +11,17 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
-from tests.banking.http_helpers import PASSWORD, add_payee, onboard
+from tests.banking.http_helpers import PASSWORD, add_payee, all_rows, onboard, wait_for
 
 from .conftest import WIDTHS, LiveBank
 
 pytestmark = pytest.mark.timeout(120)
 
 BLOCKING = {"serious", "critical"}
+
+
+def entries(url: str, account_id: Any) -> list[tuple[Any, ...]]:
+    return all_rows(url, "SELECT transfer_id FROM banking.entries WHERE account_id = %s", account_id)
 
 
 def blocking_violations(page: Page) -> list[str]:
@@ -58,6 +62,21 @@ def test_the_main_pages_have_no_serious_or_critical_accessibility_violations(
 
     page.goto(f"/app/accounts/{payer.account_id}")
     checked["account"] = blocking_violations(page)
+    page.goto(f"/app/accounts/{payer.account_id}?direction=out&min=ten")
+    expect(page.get_by_role("alert")).to_be_visible()
+    checked["account-bad-filter"] = blocking_violations(page)
+    page.goto(f"/app/accounts/{payer.account_id}?direction=out")
+    checked["account-no-match"] = blocking_violations(page)
+    wait_for(lambda: bool(entries(live_bank.url, payer.account_id)))  # type: ignore[arg-type]
+    page.goto(f"/app/accounts/{payer.account_id}/transactions/{entries(live_bank.url, payer.account_id)[0][0]}")
+    checked["transaction"] = blocking_violations(page)
+    page.goto(f"/app/accounts/{payer.account_id}/statements")
+    checked["statements"] = blocking_violations(page)
+    page.goto(f"/app/accounts/{payer.account_id}/statements/download?period=month&month=2026-13")
+    expect(page.get_by_role("alert")).to_be_visible()
+    checked["statements-refused"] = blocking_violations(page)
+    page.goto("/app/notifications")
+    checked["notifications"] = blocking_violations(page)
 
     page.goto("/app/pay")
     page.locator("#amount").fill("1000")  # more than the balance: the refusal page is checked too

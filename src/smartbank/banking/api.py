@@ -30,7 +30,7 @@ from smartbank.banking.schemas import (
     TransactionPageOut,
 )
 from smartbank.banking.service import BankingService
-from smartbank.banking.statements import render_csv, render_pdf
+from smartbank.banking.statements import statement_file
 from smartbank.identity.deps import client_info, money_movement_limit, require_customer, require_permission
 from smartbank.identity.model import ClientInfo, Permission, Principal
 
@@ -127,11 +127,14 @@ async def list_transactions(
     text: Annotated[
         str | None, Query(min_length=1, max_length=MAX_TEXT_QUERY, description="Part of the reference.")
     ] = None,
+    direction: Annotated[
+        Literal["in", "out"] | None, Query(description="`in`: money in (credits) only; `out`: money out only.")
+    ] = None,
     cursor: Annotated[str | None, Query(max_length=64, description="`next_cursor` of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
 ) -> TransactionPageOut:
     """Your account's history, newest first. It follows the ledger by one relay pass (about a second)."""
-    where = HistoryFilter(since, until, min_amount_minor, max_amount_minor, counterparty, text)
+    where = HistoryFilter(since, until, min_amount_minor, max_amount_minor, counterparty, text, direction)
     page = await banking.history(principal, account_id, where, cursor=cursor, limit=limit)
     return TransactionPageOut(items=[TransactionOut.of(e) for e in page.items], next_cursor=page.next_cursor)
 
@@ -145,9 +148,6 @@ async def get_transaction(
     account_id: uuid.UUID, transaction_id: uuid.UUID, principal: Customer, banking: Banking
 ) -> TransactionDetailOut:
     return TransactionDetailOut.of_detail(await banking.get_transaction(principal, account_id, transaction_id))
-
-
-_STATEMENT_TYPES: Final = {"csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}
 
 
 @router.get(
@@ -182,12 +182,9 @@ async def get_statement(
 ) -> Response:
     """Opening balance, every line with its running balance, closing balance, for whole days."""
     statement = await banking.statement(principal, account_id, first_day, last_day)
-    body = render_csv(statement) if format == "csv" else render_pdf(statement)
-    filename = f"statement-{statement.account_number}-{first_day.isoformat()}-{last_day.isoformat()}.{format}"
+    body, media_type, disposition = statement_file(statement, format)
     return Response(
-        body,
-        media_type=_STATEMENT_TYPES[format],
-        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+        body, media_type=media_type, headers={"Content-Disposition": disposition, "Cache-Control": "no-store"}
     )
 
 

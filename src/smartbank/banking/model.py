@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Final
+from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -566,6 +566,7 @@ class HistoryFilter:
     max_amount_minor: int | None = None
     counterparty: str | None = None  # an account number (exact) or part of a name
     text: str | None = None  # part of the payment reference
+    direction: Literal["in", "out"] | None = None  # money in (credits) or money out (debits)
 
     def validate(self) -> None:
         for moment in (self.since, self.until):
@@ -587,9 +588,13 @@ class HistoryFilter:
             value = getattr(self, name)
             if value is not None and not 1 <= len(value) <= MAX_TEXT_QUERY:
                 raise DomainError(ErrorCode.VALIDATION_ERROR, f"{name} is 1..{MAX_TEXT_QUERY} characters", field=name)
+        if self.direction not in (None, "in", "out"):
+            raise DomainError(ErrorCode.VALIDATION_ERROR, "direction is in or out", field="direction")
 
 
 @dataclass(frozen=True, slots=True)
 class EntryPage:
     items: list[Entry]
     next_cursor: str | None
+    #: Asks for the entries newer than this page (None on the newest page).
+    prev_cursor: str | None = None

@@ -434,8 +434,8 @@ async def payments_by_transfer(conn: AsyncConnection, transfer_ids: list[uuid.UU
     rows = await conn.execute(
         text(
             """
-            SELECT p.transfer_id, p.id, p.kind, p.reference, p.account_id, p.branch_code, y.name AS payee_name,
-                   b.name AS branch_name
+            SELECT p.transfer_id, p.id, p.kind, p.reference, p.account_id, p.customer_id, p.branch_code,
+                   y.name AS payee_name, b.name AS branch_name
               FROM banking.payments p
               LEFT JOIN banking.payees y ON y.id = p.payee_id
               LEFT JOIN banking.branches b ON b.code = p.branch_code
@@ -493,14 +493,26 @@ def _like(value: str) -> str:
 
 
 async def history(
-    conn: AsyncConnection, account_id: uuid.UUID, where: HistoryFilter, before_seq: int | None, limit: int
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    where: HistoryFilter,
+    before_seq: int | None,
+    limit: int,
+    *,
+    after_seq: int | None = None,
 ) -> list[Entry]:
-    """Newest first, at most ``limit`` entries."""
+    """Newest first, at most ``limit`` entries; with ``after_seq``, the ``limit`` oldest entries newer
+    than it, oldest first (the page before, read upwards)."""
     clauses = ["account_id = :account"]
     params: dict[str, Any] = {"account": account_id, "limit": limit}
     if before_seq is not None:
         clauses.append("seq < :before")
         params["before"] = before_seq
+    if after_seq is not None:
+        clauses.append("seq > :after")
+        params["after"] = after_seq
+    if where.direction is not None:
+        clauses.append("amount_minor > 0" if where.direction == "in" else "amount_minor < 0")
     if where.since is not None:
         clauses.append("posted_at >= :since")
         params["since"] = where.since
@@ -522,7 +534,8 @@ async def history(
         params["text"] = _like(where.text)
     rows = await conn.execute(
         text(
-            f"SELECT {ENTRY_COLUMNS} FROM banking.entries WHERE {' AND '.join(clauses)} ORDER BY seq DESC LIMIT :limit"
+            f"SELECT {ENTRY_COLUMNS} FROM banking.entries WHERE {' AND '.join(clauses)} "
+            f"ORDER BY seq {'ASC' if after_seq is not None else 'DESC'} LIMIT :limit"
         ),
         params,
     )
@@ -539,6 +552,29 @@ async def get_entry(conn: AsyncConnection, account_id: uuid.UUID, transfer_id: u
         )
     ).first()
     return None if row is None else entry_from_row(row)
+
+
+async def balance_after(conn: AsyncConnection, account_id: uuid.UUID, entry: Entry) -> int:
+    """The account's balance just after ``entry``, in the order statements use (posted_at, seq)."""
+    return int(
+        (
+            await conn.execute(
+                text(
+                    "SELECT coalesce(sum(amount_minor), 0) FROM banking.entries "
+                    "WHERE account_id = :account AND (posted_at, seq) <= (:posted_at, :seq)"
+                ),
+                {"account": account_id, "posted_at": entry.posted_at, "seq": entry.seq},
+            )
+        ).scalar_one()
+    )
+
+
+async def payee_name(conn: AsyncConnection, payee_id: uuid.UUID) -> str | None:
+    """A payee's name, also of one since deleted (a finished payment still names it)."""
+    value = (
+        await conn.execute(text("SELECT name FROM banking.payees WHERE id = :id"), {"id": payee_id})
+    ).scalar_one_or_none()
+    return None if value is None else str(value)
 
 
 async def balance_before(conn: AsyncConnection, account_id: uuid.UUID, moment: datetime) -> int:

@@ -84,6 +84,7 @@ from smartbank.ledger.service import LedgerService
 from smartbank.platform import audit
 from smartbank.platform.audit import AuditEvent, AuditRecord, Outcome, record
 from smartbank.platform.db import Database
+from smartbank.platform.inbox import notify
 from smartbank.platform.logging import get_logger
 from smartbank.platform.outbox import claim_event, write_event
 from smartbank.platform.settings import Settings
@@ -93,6 +94,10 @@ log = get_logger(__name__)
 #: Outbox topics banking writes.
 TOPIC_PAYMENT_COMPLETED: Final = "banking.payment_completed"
 TOPIC_ACCOUNT_OPENED: Final = "banking.account_opened"
+#: Kinds of the in-app notices banking writes (platform.inbox); the app words each one.
+NOTICE_PAYMENT_SENT: Final = "banking.payment_sent"
+NOTICE_PAYMENT_FAILED: Final = "banking.payment_failed"
+NOTICE_MONEY_RECEIVED: Final = "banking.money_received"
 #: Most accounts a customer can hold (and a listing returns).
 MAX_ACCOUNTS_PER_CUSTOMER: Final = 50
 #: Most stuck payments one recovery pass drives.
@@ -171,6 +176,8 @@ class TransactionDetail:
     entry: Entry
     transfer: Transfer
     payment: Payment | None
+    #: The account's balance just after this entry (in statement order).
+    balance_after_minor: int | None = None
 
 
 def _not_found(what: str) -> DomainError:
@@ -606,6 +613,8 @@ class BankingService:
                 await self._audit_payment(
                     conn, payment, Actor.of(principal, client), "submitted" if not denied else "failed"
                 )
+            if inserted and denied:
+                await self._notify_payer(conn, payment)
         if not inserted:  # a concurrent request with this key won: answer as it did
             replay = await self._replay(principal, key, fingerprint, client)
             invariant(replay is not None, "an idempotency key conflicted with no row", key=key)
@@ -795,11 +804,36 @@ class BankingService:
             finished = await queries.get_payment(conn, payment.id)
             assert finished is not None
             await self._audit_payment(conn, finished, actor, finished.status.value)
+            await self._notify_payer(conn, finished)
         if finished.status is PaymentStatus.COMPLETED:
             self._kick()
         else:
             log.info("banking.payment_failed", payment_id=str(payment.id), code=finished.failure_code)
         return finished
+
+    async def _notify_payer(self, conn: Any, payment: Payment) -> None:
+        """A customer's payment finished: "payment sent" or "payment failed" in their inbox, once.
+
+        Teller cash is not the customer's own act and is not noticed here (a deposit arrives as
+        "money received" from the history projection)."""
+        if payment.kind is not PaymentKind.TRANSFER or payment.status is PaymentStatus.SUBMITTED:
+            return
+        sent = payment.status is PaymentStatus.COMPLETED
+        await notify(
+            conn,
+            payment.customer_id,
+            NOTICE_PAYMENT_SENT if sent else NOTICE_PAYMENT_FAILED,
+            {
+                "payment_id": str(payment.id),
+                "account_id": str(payment.account_id),
+                "amount_minor": payment.amount_minor,
+                "currency": payment.currency,
+                "payee_name": await queries.payee_name(conn, payment.payee_id) if payment.payee_id else None,
+                "failure_code": payment.failure_code,
+            },
+            dedupe_key=f"payment:{payment.id}:finished",
+            at=payment.finished_at or self._clock.now(),
+        )
 
     async def _audit_payment(self, conn: Any, payment: Payment, actor: Actor, stage: str) -> None:
         await record(
@@ -923,16 +957,28 @@ class BankingService:
         *,
         cursor: str | None = None,
         limit: int = 20,
+        newer: str | None = None,
     ) -> EntryPage:
+        """A page of history, newest first: the newest entries, those older than ``cursor`` (a
+        ``next_cursor``) or those just newer than ``newer`` (a ``prev_cursor``; when fewer than a
+        page are newer, the newest page). ``prev_cursor`` is None on the newest page."""
         where = where or HistoryFilter()
         where.validate()
         check_page_size(limit)
         before = decode_cursor(cursor) if cursor else None
+        after = decode_cursor(newer) if newer and before is None else None
         account = await self._account_for(principal, account_id, Permission.ACCOUNTS_READ)
         async with self._db.connect() as conn:
+            if after is not None:  # read upwards: more than a page means still newer ones above it
+                upwards = await queries.history(conn, account.id, where, None, limit + 1, after_seq=after)
+                if len(upwards) > limit:
+                    page = list(reversed(upwards[:limit]))
+                    return EntryPage(page, encode_cursor(page[-1].seq), encode_cursor(page[0].seq))
             items = await queries.history(conn, account.id, where, before, limit + 1)
-        next_cursor = encode_cursor(items[limit - 1].seq) if len(items) > limit else None
-        return EntryPage(items[:limit], next_cursor)
+        page = items[:limit]
+        next_cursor = encode_cursor(page[-1].seq) if len(items) > limit else None
+        prev_cursor = encode_cursor(page[0].seq) if before is not None and page else None
+        return EntryPage(page, next_cursor, prev_cursor)
 
     async def get_transaction(
         self, principal: Principal, account_id: uuid.UUID, transfer_id: uuid.UUID
@@ -941,14 +987,17 @@ class BankingService:
         async with self._db.connect() as conn:
             entry = await queries.get_entry(conn, account.id, transfer_id)
             payment = None
-            if entry is not None and entry.payment_id is not None:
-                payment = await queries.get_payment(conn, entry.payment_id)
+            balance_after = None
+            if entry is not None:
+                balance_after = await queries.balance_after(conn, account.id, entry)
+                if entry.payment_id is not None:
+                    payment = await queries.get_payment(conn, entry.payment_id)
         if payment is not None and principal.is_customer and not principal.owns(payment.customer_id):
             payment = None  # the payee sees the money arrive, not the payer's payment
         if entry is None:
             raise _not_found("transaction")
         transfer = await self._ledger.get_transfer(transfer_id)
-        return TransactionDetail(entry, transfer, payment)
+        return TransactionDetail(entry, transfer, payment, balance_after)
 
     async def statement(
         self, principal: Principal, account_id: uuid.UUID, first_day: date, last_day: date
@@ -1034,4 +1083,33 @@ class BankingService:
                             "kind": payment.kind if payment is not None else None,
                         }
                     )
+            for row in rows:
+                await self._notify_received(conn, row, accounts[row["account_id"]], payments.get(row["transfer_id"]))
             return await queries.insert_entries(conn, rows)
+
+    async def _notify_received(self, conn: Any, row: dict[str, Any], own: DepositAccount, payment: Any) -> None:
+        """Money arrived on a customer's account from another customer's payment or a teller deposit:
+        "money received" in the owner's inbox, once per account and transfer."""
+        if row["amount_minor"] <= 0 or payment is None:
+            return
+        if payment.kind == PaymentKind.CASH_DEPOSIT.value:
+            source = {"branch_name": payment.branch_name}
+        elif payment.kind == PaymentKind.TRANSFER.value and payment.customer_id != own.customer_id:
+            source = {"counterparty_number": row["counterparty_number"]}
+        else:
+            return  # between the customer's own accounts: they know already
+        await notify(
+            conn,
+            own.customer_id,
+            NOTICE_MONEY_RECEIVED,
+            {
+                "account_id": str(own.id),
+                "account_number": own.number,
+                "transaction_id": str(row["transfer_id"]),
+                "amount_minor": row["amount_minor"],
+                "currency": row["currency"],
+                **source,
+            },
+            dedupe_key=f"received:{own.id}:{row['transfer_id']}",
+            at=row["posted_at"],
+        )

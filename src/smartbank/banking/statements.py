@@ -22,6 +22,8 @@ FONT: Final = "STSong-Light"
 #: For headings, dates and amounts (one of the PDF standard fonts).
 LATIN_FONT: Final = "Helvetica"
 CSV_HEADER: Final = ("date", "description", "counterparty", "amount", "balance", "currency", "transfer_id")
+#: Each format's Content-Type.
+MEDIA_TYPES: Final = {"csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}
 
 
 def _counterparty(name: str | None, number: str | None) -> str:
@@ -120,3 +122,14 @@ def render_pdf(statement: Statement) -> bytes:
     pdf.showPage()
     pdf.save()
     return buffer.getvalue()
+
+
+def statement_file(statement: Statement, format: str) -> tuple[bytes, str, str]:
+    """The statement as a download: (body, Content-Type, Content-Disposition). ``format`` is csv or pdf."""
+    body = render_pdf(statement) if format == "pdf" else render_csv(statement)
+    kind = "pdf" if format == "pdf" else "csv"
+    filename = (
+        f"statement-{statement.account_number}-{statement.first_day.isoformat()}-{statement.last_day.isoformat()}"
+        f".{kind}"
+    )
+    return body, MEDIA_TYPES[kind], f'attachment; filename="{filename}"'

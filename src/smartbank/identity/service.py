@@ -40,6 +40,7 @@ from smartbank.kernel.errors import DomainError, ErrorCode
 from smartbank.kernel.ids import new_id
 from smartbank.platform.audit import AuditEvent, Outcome, record
 from smartbank.platform.db import Database
+from smartbank.platform.inbox import notify
 
 __all__ = ["STEP_UP_MAX_AGE", "IdentityService", "LoginResult", "SessionMode", "require_step_up"]
 
@@ -49,6 +50,17 @@ MFA_CHALLENGE_TTL: Final = timedelta(minutes=5)
 MFA_CHALLENGE_ATTEMPTS: Final = 5
 MAX_SESSIONS_LISTED: Final = 50
 MAX_STAFF_LOOKUP: Final = 100
+#: Audited actions that also put a notice in the customer's in-app inbox (platform.inbox), by
+#: (action, outcome) → notice kind. The notice names the address and device, never a secret.
+SECURITY_NOTICES: Final[dict[tuple[str, Outcome], str]] = {
+    ("identity.login", Outcome.SUCCESS): "security.sign_in",
+    ("identity.lockout", Outcome.DENIED): "security.locked",
+    ("identity.password_changed", Outcome.SUCCESS): "security.password_changed",
+    ("identity.mfa_enrolled", Outcome.SUCCESS): "security.mfa_enabled",
+    ("identity.mfa_disabled", Outcome.SUCCESS): "security.mfa_disabled",
+    ("identity.session_ended", Outcome.SUCCESS): "security.session_ended",
+    ("identity.recovery_codes_regenerated", Outcome.SUCCESS): "security.recovery_codes_regenerated",
+}
 
 
 class SessionMode(StrEnum):
@@ -974,7 +986,7 @@ class IdentityService:
         if actor is not None:
             actor_kind, actor_id = actor.kind.value, actor.id
         subject_id = subject or actor_id
-        await record(
+        audit_id = await record(
             conn,
             AuditEvent(
                 action=action,
@@ -990,6 +1002,10 @@ class IdentityService:
                 occurred_at=self._clock.now(),
             ),
         )
+        notice = SECURITY_NOTICES.get((action, outcome))
+        if notice is not None and actor_kind == PrincipalKind.CUSTOMER.value and subject_id is not None:
+            params = {"ip": client.ip, "device": client.device[:120] if client.device else None}
+            await notify(conn, subject_id, notice, params, dedupe_key=f"audit:{audit_id}", at=self._clock.now())
 
 
 def roles_of(names: Sequence[str]) -> frozenset[StaffRole]:

@@ -32,6 +32,7 @@ from smartbank.ledger.api import router as ledger_router
 from smartbank.ledger.service import LedgerService
 from smartbank.platform import audit, jobs
 from smartbank.platform.db import Database, create_engine, resolve_database_url
+from smartbank.platform.inbox import Inbox
 from smartbank.platform.keys import load_key
 from smartbank.platform.migrate import VERSION_TABLE_SCHEMA, head_revision
 from smartbank.platform.notify import OutboxNotifier
@@ -41,6 +42,8 @@ from smartbank.platform.settings import Settings, get_settings
 from smartbank.web.deps import internal_or_staff
 from smartbank.web.errors import document_errors, install_error_handlers
 from smartbank.web.middleware import BodyLimit, RequestContext
+from smartbank.web.notifications import router as notifications_router
+from smartbank.web.ui.money import router as money_ui_router
 from smartbank.web.ui.routes import STATIC_DIR
 from smartbank.web.ui.routes import router as ui_router
 from smartbank.web.ui.staff import router as staff_router
@@ -68,6 +71,7 @@ class Runtime:
     identity: IdentityService
     customers: CustomerService
     banking: BankingService
+    inbox: Inbox
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -95,7 +99,7 @@ class Runtime:
             db, ledger, clock, customers, config=BankingConfig.from_settings(settings), after_commit=relay.kick
         )  # risk: allow-all until the risk domain exists (the decision is recorded with each payment)
         banking_consumers.subscribe(relay, banking)
-        return cls(settings, database_url, db, clock, ledger, relay, identity, customers, banking)
+        return cls(settings, database_url, db, clock, ledger, relay, identity, customers, banking, Inbox(db, clock))
 
     async def start_background(self, *, worker: bool) -> None:
         """The outbox relay always; the job worker too when this process is also the worker."""
@@ -145,6 +149,7 @@ def create_app(
         app.state.identity = runtime.identity
         app.state.customers = runtime.customers
         app.state.banking = runtime.banking
+        app.state.inbox = runtime.inbox
         try:
             yield
         finally:
@@ -169,8 +174,10 @@ def create_app(
     app.include_router(identity_router)
     app.include_router(customers_router)
     app.include_router(banking_router)
+    app.include_router(notifications_router)
     # The customer web app (server-rendered pages, not part of the OpenAPI document).
     app.include_router(ui_router)
+    app.include_router(money_ui_router)
     app.include_router(staff_router)
     app.mount("/app/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 

@@ -16,6 +16,7 @@ import hmac
 import secrets
 import uuid
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qs, urlencode
@@ -29,10 +30,12 @@ from smartbank.banking.model import (
     MAX_PAYEE_NAME,
     MAX_REFERENCE,
     MAX_TEXT_QUERY,
+    AccountBalance,
     DepositAccount,
     Entry,
     HistoryFilter,
     PaymentRequest,
+    day_bounds,
 )
 from smartbank.banking.service import BankingService
 from smartbank.customers.service import CustomerService
@@ -50,6 +53,7 @@ from smartbank.identity.model import Principal, normalise_login
 from smartbank.identity.service import IdentityService, LoginResult
 from smartbank.kernel.errors import DomainError, ErrorCode
 from smartbank.kernel.money import Money
+from smartbank.platform.inbox import Inbox
 from smartbank.platform.settings import Settings
 from smartbank.web.ui.i18n import LANGUAGE_COOKIE, LANGUAGE_NAMES, LANGUAGES, N_, Formatter, negotiate
 
@@ -91,6 +95,15 @@ MESSAGES: Final[dict[str, str]] = {
     ErrorCode.AMOUNT_TOO_LARGE: N_("That amount is too large."),
     ErrorCode.AMOUNT_MUST_BE_POSITIVE: N_("Enter an amount above zero."),
     ErrorCode.CURRENCY_MISMATCH: N_("The payee's account is in another currency."),
+    ErrorCode.VALIDATION_ERROR: N_("Check what you entered and try again."),
+    BankingErrorCode.INVALID_DATE_RANGE: N_(
+        "Choose a period that ends on or after the day it starts, and covers at most 366 days."
+    ),
+    BankingErrorCode.STATEMENT_TOO_LARGE: N_(
+        "That period has too many transactions for one statement; choose a shorter one."
+    ),
+    "bad_date": N_("Enter dates as year-month-day, such as 2026-01-31."),
+    "bad_month": N_("Choose a month, such as 2026-01."),
     BankingErrorCode.INSUFFICIENT_FUNDS: N_("Not enough money in this account for this payment."),
     BankingErrorCode.PER_PAYMENT_LIMIT_EXCEEDED: N_("This amount is above your limit for one payment."),
     BankingErrorCode.DAILY_LIMIT_EXCEEDED: N_("This payment would take you over your daily payment limit."),
@@ -135,6 +148,11 @@ def _banking(request: Request) -> BankingService:
 def _customers(request: Request) -> CustomerService:
     service: CustomerService = request.app.state.customers
     return service
+
+
+def _inbox(request: Request) -> Inbox:
+    inbox: Inbox = request.app.state.inbox
+    return inbox
 
 
 def _formatter(request: Request) -> Formatter:
@@ -211,6 +229,7 @@ def _render(
         languages=LANGUAGE_NAMES,
         csrf=csrf if csrf is not None else form_token,
         signed_in=principal is not None,
+        unread=getattr(request.state, "unread", None),
         path=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         prefix=prefix,
         **context,
@@ -234,6 +253,7 @@ async def _customer(request: Request) -> tuple[Principal, str] | Response:
         return _to_login(request)
     if not found[0].is_customer:
         return _render(request, "error.html", status_code=403, csrf=found[1], principal=found[0], code="staff")
+    request.state.unread = await _inbox(request).unread_count(found[0].id)  # the header's badge
     return found
 
 
@@ -421,43 +441,113 @@ async def home(request: Request) -> Response:
     )
 
 
+#: The history filters a page keeps in its query string, in the order the form shows them.
+FILTER_FIELDS: Final = ("from", "to", "min", "max", "direction", "q", "ref")
+
+
+def _history_filter(values: dict[str, str], currency: str, timezone: str) -> HistoryFilter:
+    """The page's filter fields as a :class:`HistoryFilter`; a ``DomainError`` names a bad one."""
+    days: dict[str, date] = {}
+    for name in ("from", "to"):
+        if values[name]:
+            try:
+                days[name] = date.fromisoformat(values[name])
+            except ValueError as exc:
+                raise DomainError("bad_date", "not a date", field=name) from exc
+    since = day_bounds(days["from"], days["from"], timezone)[0] if "from" in days else None
+    until = day_bounds(days["to"], days["to"], timezone)[1] if "to" in days else None
+    amounts: dict[str, int] = {}
+    for name in ("min", "max"):
+        if values[name]:
+            amount = Money.parse(values[name], currency)
+            if amount.amount_minor < 0:
+                raise DomainError(ErrorCode.AMOUNT_MUST_BE_POSITIVE, "amounts are not negative", field=name)
+            amounts[name] = amount.amount_minor
+    where = HistoryFilter(
+        since=since,
+        until=until,
+        min_amount_minor=amounts.get("min"),
+        max_amount_minor=amounts.get("max"),
+        counterparty=values["q"] or None,
+        text=values["ref"] or None,
+        direction="in" if values["direction"] == "in" else "out" if values["direction"] == "out" else None,
+    )
+    where.validate()
+    return where
+
+
+def _account_error(request: Request, principal: Principal, csrf: str, exc: DomainError) -> HTMLResponse:
+    """Another customer's account (or none) reads as not found; other refusals keep their status."""
+    status = 404 if exc.code in {ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN} else exc.http_status
+    return _render(request, "error.html", status_code=status, csrf=csrf, principal=principal, code=exc.code)
+
+
+async def _own_account(
+    request: Request, principal: Principal, csrf: str, account_id: str
+) -> AccountBalance | HTMLResponse:
+    """The customer's account with its balances (the banking access rule), or the not-found page."""
+    ident = _uuid(account_id)
+    try:
+        if ident is None:
+            raise DomainError(ErrorCode.NOT_FOUND, "no such account")
+        return await _banking(request).get_account(principal, ident)
+    except DomainError as exc:
+        return _account_error(request, principal, csrf, exc)
+
+
 @router.get("/accounts/{account_id}", response_class=HTMLResponse)
 async def account_detail(request: Request, account_id: str) -> Response:
+    """Balances and history, searchable and filtered (date range, amount range, money in or out,
+    payee or account number, reference), 20 a page; the filters stay in every link."""
     found = await _customer(request)
     if isinstance(found, Response):
         return found
     principal, csrf = found
     params = request.query_params
-    query = (params.get("q") or "").strip()[:MAX_TEXT_QUERY] or None
-    reference = (params.get("ref") or "").strip()[:MAX_TEXT_QUERY] or None
+    values = {name: (params.get(name) or "").strip()[:MAX_TEXT_QUERY] for name in FILTER_FIELDS}
+    if values["direction"] not in {"in", "out"}:
+        values["direction"] = ""
     cursor = (params.get("cursor") or "")[:64] or None
-    banking = _banking(request)
-    ident = _uuid(account_id)
+    newer = (params.get("newer") or "")[:64] or None
+    balance = await _own_account(request, principal, csrf, account_id)
+    if isinstance(balance, Response):
+        return balance
+    search = {name: value for name, value in values.items() if value}
+    context: dict[str, Any] = {"balance": balance, "values": values, "filtered": bool(search)}
     try:
-        if ident is None:
-            raise DomainError(ErrorCode.NOT_FOUND, "no such account")
-        balance = await banking.get_account(principal, ident)
-        page = await banking.history(
-            principal, ident, HistoryFilter(counterparty=query, text=reference), cursor=cursor, limit=HISTORY_PAGE
+        where = _history_filter(values, balance.account.currency, _settings(request).banking_timezone)
+    except DomainError as exc:
+        fmt = _formatter(request)
+        return _render(
+            request,
+            "account.html",
+            status_code=422,
+            csrf=csrf,
+            principal=principal,
+            entries=[],
+            error=_message(fmt, exc.code),
+            **context,
+        )
+    try:
+        page = await _banking(request).history(
+            principal, balance.account.id, where, cursor=cursor, newer=newer, limit=HISTORY_PAGE
         )
     except DomainError as exc:
         if exc.code == BankingErrorCode.INVALID_CURSOR:
-            return _redirect(f"{PREFIX}/accounts/{account_id}")
-        status = 404 if exc.code in {ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN} else exc.http_status
-        return _render(request, "error.html", status_code=status, csrf=csrf, principal=principal, code=exc.code)
-    search = {k: v for k, v in (("q", query), ("ref", reference)) if v}
+            return _redirect(f"{PREFIX}/accounts/{account_id}?{urlencode(search)}")
+        return _account_error(request, principal, csrf, exc)
     older = f"?{urlencode({**search, 'cursor': page.next_cursor})}" if page.next_cursor else None
+    newer_link = f"?{urlencode({**search, 'newer': page.prev_cursor})}" if page.prev_cursor else None
     return _render(
         request,
         "account.html",
         csrf=csrf,
         principal=principal,
-        balance=balance,
         entries=page.items,
-        query=query or "",
-        reference=reference or "",
         older=older,
-        first_page=f"?{urlencode(search)}" if cursor else None,
+        newer=newer_link,
+        clear=f"{PREFIX}/accounts/{account_id}",
+        **context,
     )
 
 
