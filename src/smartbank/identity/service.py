@@ -589,6 +589,50 @@ class IdentityService:
         if failure is not None:
             raise failure
 
+    async def reset_password(
+        self, conn: AsyncConnection, *, principal_id: uuid.UUID, password: str, client: ClientInfo
+    ) -> None:
+        """Set a new password for a customer who proved their phone or e-mail (a forgotten password),
+        in **the caller's** transaction: ends every session and token family of the login (their
+        refresh tokens stop working with them), clears the lockout, and is audited.
+
+        Raises ``weak_password`` (422), writing nothing; ``not_found`` for anyone but an active customer.
+        """
+        now = self._clock.now()
+        row = (
+            await conn.execute(
+                text("SELECT login, kind, status FROM identity.principals WHERE id = :id FOR UPDATE"),
+                {"id": principal_id},
+            )
+        ).first()
+        if row is None or row.kind != PrincipalKind.CUSTOMER.value or row.status != "active":
+            raise DomainError(ErrorCode.NOT_FOUND, "no such customer login")
+        if problems := password_problems(password, row.login):
+            raise DomainError(IdentityErrorCode.WEAK_PASSWORD, "the password is too weak", problems=problems)
+        new_hash = await asyncio.to_thread(self.passwords.hash, password)
+        await conn.execute(
+            text(
+                "UPDATE identity.principals SET password_hash = :hash, password_changed_at = :now,"
+                " failed_logins = 0, locked_until = NULL WHERE id = :id"
+            ),
+            {"hash": new_hash, "now": now, "id": principal_id},
+        )
+        ended = await conn.execute(
+            text(
+                "UPDATE identity.sessions SET status = 'ended', ended_at = :now, end_reason = 'password_reset'"
+                " WHERE principal_id = :pid AND status <> 'ended'"
+            ),
+            {"now": now, "pid": principal_id},
+        )
+        await self._audit(
+            conn,
+            "identity.password_reset",
+            client,
+            actor_kind="anonymous",
+            subject=principal_id,
+            details={"sessions_ended": int(getattr(ended, "rowcount", 0) or 0)},
+        )
+
     # -- tokens and sessions -----------------------------------------------------------------------
 
     async def refresh(self, refresh_token: str, client: ClientInfo) -> Tokens:
