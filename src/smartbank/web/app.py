@@ -41,8 +41,10 @@ from smartbank.platform.settings import Settings, get_settings
 from smartbank.web.deps import internal_or_staff
 from smartbank.web.errors import document_errors, install_error_handlers
 from smartbank.web.middleware import BodyLimit, RequestContext
+from smartbank.web.ui.onboarding import router as onboarding_router
 from smartbank.web.ui.routes import STATIC_DIR
 from smartbank.web.ui.routes import router as ui_router
+from smartbank.web.ui.security import router as security_router
 from smartbank.web.ui.staff import router as staff_router
 
 JOB_BLUEPRINTS = {
@@ -171,6 +173,8 @@ def create_app(
     app.include_router(banking_router)
     # The customer web app (server-rendered pages, not part of the OpenAPI document).
     app.include_router(ui_router)
+    app.include_router(onboarding_router)
+    app.include_router(security_router)
     app.include_router(staff_router)
     app.mount("/app/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 
