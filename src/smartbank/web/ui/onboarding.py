@@ -73,7 +73,7 @@ SIGNUP_PATH: Final = PREFIX + "/signup"
 MAX_FIELD: Final = 128
 MAX_VERIFICATION_CODE: Final = 12
 
-#: Messages of these pages, by error code (the app's shared messages serve the other codes).
+#: Messages of these pages and of the security centre, by error code (the app's shared messages serve the other codes).
 AUTH_MESSAGES: Final[dict[str, str]] = {
     CustomerErrorCode.INVALID_PHONE: N_("Enter a mobile number that can receive text messages, such as 139 1234 5678."),
     CustomerErrorCode.INVALID_EMAIL: N_("Enter an e-mail address such as name@example.com."),
@@ -99,6 +99,9 @@ AUTH_MESSAGES: Final[dict[str, str]] = {
         "Choose a password of 12 to 128 characters that is not your phone number or e-mail and not a common one."
     ),
     IdentityErrorCode.INVALID_CREDENTIALS: N_("The current password is wrong."),
+    IdentityErrorCode.SESSION_NOT_FOUND: N_("That session has already ended."),
+    IdentityErrorCode.MFA_ALREADY_ENROLLED: N_("Two-step verification is already on."),
+    IdentityErrorCode.MFA_ENROLMENT_NOT_STARTED: N_("Start the set-up again to get a new QR code."),
     ErrorCode.VALIDATION_ERROR: N_("Check the form and try again."),
     "signup_expired": N_("This sign-up has expired. Please start again."),
     "passwords_differ": N_("The two passwords are not the same."),

@@ -24,7 +24,7 @@ from smartbank.platform import audit
 from smartbank.platform.audit import AuditRecord, Outcome
 from smartbank.platform.db import Database
 from smartbank.web.ui.i18n import N_, Formatter
-from smartbank.web.ui.onboarding import AUTH_MESSAGES, say
+from smartbank.web.ui.onboarding import say
 from smartbank.web.ui.routes import (
     MAX_CODE,
     MAX_PASSWORD,
@@ -48,14 +48,6 @@ router = APIRouter(prefix=PREFIX + "/security", include_in_schema=False)
 EVENTS_PAGE: Final = 10
 MAX_DEVICE_LABEL: Final = 60
 _SECRET: Final = re.compile(r"^[A-Z2-7]{16,64}$")
-
-AUTH_MESSAGES.update(
-    {
-        IdentityErrorCode.SESSION_NOT_FOUND: N_("That session has already ended."),
-        IdentityErrorCode.MFA_ALREADY_ENROLLED: N_("Two-step verification is already on."),
-        IdentityErrorCode.MFA_ENROLMENT_NOT_STARTED: N_("Start the set-up again to get a new QR code."),
-    }
-)
 
 #: (action, outcome) → the sentence a customer reads; (action, None) serves every outcome.
 EVENT_SENTENCES: Final[dict[tuple[str, Outcome | None], str]] = {
