@@ -63,6 +63,10 @@ def test_login_normalisation() -> None:
 
     assert normalise_login("  Li.Wei@Example.COM ") == "li.wei@example.com"
     assert normalise_login("+86 138-0013 8000") == "+8613800138000"
+    # A mainland mobile number typed as at registration, without the country code.
+    assert normalise_login("138 0013 8000") == normalise_login("13800138000") == "+8613800138000"
+    assert normalise_login("0138001380") == "0138001380"  # anything else is left as typed
+    assert normalise_login("Teller1") == "teller1"
 
 
 def test_require_step_up_raises_a_403_code_unless_mfa_is_fresh() -> None:

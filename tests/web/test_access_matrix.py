@@ -43,8 +43,8 @@ OPERATIONS = sorted(
     if method in {"get", "post", "put", "patch", "delete"}
 )
 
-#: Operations anyone may call: health, the tiers on offer, registering, logging in, and finishing a
-#: login (challenge or refresh token).
+#: Operations anyone may call: health, the tiers on offer, registering, a forgotten password, logging
+#: in, and finishing a login (challenge or refresh token).
 PUBLIC = {
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -52,6 +52,9 @@ PUBLIC = {
     ("POST", "/v1/registrations"),
     ("POST", "/v1/registrations/{verification_id}/resend"),
     ("POST", "/v1/registrations/{verification_id}/complete"),
+    ("POST", "/v1/password-resets"),
+    ("POST", "/v1/password-resets/{verification_id}/resend"),
+    ("POST", "/v1/password-resets/{verification_id}/complete"),
     ("POST", "/v1/auth/login"),
     ("POST", "/v1/auth/mfa/verify"),
     ("POST", "/v1/auth/token/refresh"),

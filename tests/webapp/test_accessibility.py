@@ -143,3 +143,59 @@ def test_the_staff_pages_have_no_serious_or_critical_accessibility_violations(
     context.close()
 
     assert {name: found for name, found in checked.items() if found} == {}
+
+
+@pytest.mark.parametrize("locale", ["en-GB", "zh-CN"])
+def test_the_sign_up_and_security_pages_have_no_serious_or_critical_accessibility_violations(
+    live_bank: LiveBank, browser: Any, locale: str
+) -> None:
+    import secrets
+
+    import pyotp
+
+    from tests.webapp.test_browser_onboarding import sent_code
+
+    national = "139" + f"{secrets.randbelow(10**8):08d}"
+    context = browser.new_context(base_url=live_bank.base_url, locale=locale, bypass_csp=True)
+    page: Page = context.new_page()
+    page.set_default_timeout(10_000)
+    checked: dict[str, list[str]] = {}
+
+    page.goto("/app/password/forgot")
+    checked["forgot"] = blocking_violations(page)
+    page.locator("#contact").fill("139" + f"{secrets.randbelow(10**8):08d}")
+    page.locator("form.stack button.primary").click()
+    expect(page.locator("#code")).to_be_visible()
+    checked["reset"] = blocking_violations(page)
+
+    page.goto("/app/signup")
+    checked["signup"] = blocking_violations(page)
+    page.locator("#contact").fill(national)
+    page.locator("#password").fill(PASSWORD)
+    page.locator("#password_again").fill(PASSWORD)
+    page.locator("#accepted_terms").check()
+    page.locator("form.stack button.primary").click()
+    expect(page.locator("#code")).to_be_visible()
+    checked["signup-code"] = blocking_violations(page)
+    page.locator("#code").fill(sent_code(live_bank, "+86" + national))
+    page.locator("form.stack button.primary").click()
+    expect(page).to_have_url(re.compile(r"/app/welcome$"))
+    checked["welcome"] = blocking_violations(page)
+
+    page.goto("/app/profile/kyc")
+    checked["kyc"] = blocking_violations(page)
+    page.goto("/app/security/mfa")
+    checked["mfa"] = blocking_violations(page)
+    page.locator("form.stack button.primary").click()
+    expect(page.locator(".qr svg")).to_be_visible()
+    checked["mfa-enrol"] = blocking_violations(page)
+    secret = page.locator("#secret").inner_text().replace(" ", "")
+    page.locator("#code").fill(pyotp.TOTP(secret).at(live_bank.clock.now()))
+    page.locator("form.stack button.primary").first.click()
+    expect(page.locator(".codes li")).to_have_count(10)
+    checked["mfa-codes"] = blocking_violations(page)
+    page.goto("/app/security")
+    checked["security"] = blocking_violations(page)
+    context.close()
+
+    assert {name: found for name, found in checked.items() if found} == {}

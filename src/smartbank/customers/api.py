@@ -24,6 +24,8 @@ from smartbank.customers.schemas import (
     IdNumberOut,
     KycDecisionIn,
     KycIn,
+    PasswordResetCompleteIn,
+    PasswordResetOut,
     RegistrationCompleteIn,
     RegistrationOut,
     RevealIn,
@@ -65,7 +67,13 @@ TierSetter = Annotated[Principal, Depends(require_permission(Permission.TIERS_SE
 
 #: Completing a registration sends nothing and each verification takes five codes at most, so it
 #: has a budget of its own: a mistyped code does not use up the budget for sending codes.
-_complete_limit = rate_limit("customers.register.complete", per_ip=30, per_principal=30, window_s=3600)
+registration_complete_limit = rate_limit("customers.register.complete", per_ip=30, per_principal=30, window_s=3600)
+#: A forgotten password: each start or resend may send a message (10 an hour per IP; the service
+#: adds 5 codes an hour per address); completing sends nothing and has a budget of its own.
+password_reset_limit = rate_limit("customers.password_reset", per_ip=10, per_principal=10, window_s=3600)
+password_reset_complete_limit = rate_limit(
+    "customers.password_reset.complete", per_ip=30, per_principal=30, window_s=3600
+)
 #: Starting a contact change sends a message: a few an hour for each customer.
 _contact_change_limit = rate_limit("customers.contact_change", per_ip=30, per_principal=5, window_s=3600)
 
@@ -126,7 +134,7 @@ async def resend_registration_code(verification_id: uuid.UUID, customers: Custom
     "/v1/registrations/{verification_id}/complete",
     response_model=RegistrationOut,
     status_code=201,
-    dependencies=[Depends(_complete_limit)],
+    dependencies=[Depends(registration_complete_limit)],
     responses=_VERIFICATION,
 )
 async def complete_registration(
@@ -147,6 +155,65 @@ async def complete_registration(
     login = profile.phone or profile.email
     assert login is not None  # registration stores the address it verified
     return RegistrationOut(customer=CustomerOut.of(profile), login=login)
+
+
+# -- a forgotten password (not signed in) -------------------------------------------------------
+
+
+@router.post(
+    "/v1/password-resets",
+    response_model=VerificationOut,
+    status_code=202,
+    dependencies=[Depends(password_reset_limit)],
+    responses={
+        422: {"description": "`invalid_phone`, `invalid_email` or `validation_error`"},
+        429: {"description": "`rate_limited` (per IP, Retry-After) or `verification_rate_limited` (per address)"},
+    },
+)
+async def start_password_reset(body: ContactIn, customers: Customers, audit: Audit) -> VerificationOut:
+    """Step 1 of a forgotten password: a 6-digit code goes to the phone or e-mail on file.
+
+    The answer is the same (202, the same fields) whether or not a customer has that address, so
+    it cannot be used to learn who banks here; only a customer's address receives a code.
+    """
+    return VerificationOut.of(await customers.start_password_reset(body.kind, body.contact, request=audit))
+
+
+@router.post(
+    "/v1/password-resets/{verification_id}/resend",
+    response_model=VerificationOut,
+    dependencies=[Depends(password_reset_limit)],
+    responses={
+        404: {"description": "`verification_not_found`"},
+        409: {"description": "`verification_already_used`"},
+        422: {"description": "`validation_error`"},
+        429: {"description": "`verification_rate_limited` (details.retry_after_s) or `rate_limited`"},
+    },
+)
+async def resend_password_reset_code(verification_id: uuid.UUID, customers: Customers, audit: Audit) -> VerificationOut:
+    """A new code for the same reset (the previous one stops working): once a minute, five in all."""
+    return VerificationOut.of(await customers.resend_password_reset_code(verification_id, request=audit))
+
+
+@router.post(
+    "/v1/password-resets/{verification_id}/complete",
+    response_model=PasswordResetOut,
+    dependencies=[Depends(password_reset_complete_limit)],
+    responses={
+        404: {"description": "`verification_not_found`"},
+        409: {"description": "`verification_already_used`"},
+        410: {"description": "`verification_expired`: ask for a new code"},
+        422: {"description": "`verification_code_invalid` (details.attempts_left), `weak_password`"},
+        429: {"description": "`verification_attempts_exhausted`, or `rate_limited` with Retry-After"},
+    },
+)
+async def complete_password_reset(
+    verification_id: uuid.UUID, body: PasswordResetCompleteIn, customers: Customers, audit: Audit
+) -> PasswordResetOut:
+    """Step 2: the code and a new password. Every session and token of the login ends, the lockout
+    is cleared; log in again with the new password."""
+    await customers.complete_password_reset(verification_id, body.code, new_password=body.new_password, request=audit)
+    return PasswordResetOut()
 
 
 # -- the customer's own profile ------------------------------------------------------------------

@@ -161,6 +161,23 @@ class RegistrationCompleteIn(Strict):
     )
 
 
+class PasswordResetCompleteIn(Strict):
+    code: VerificationCode
+    new_password: Annotated[str, Field(min_length=1, max_length=1024, description="12..128 characters.")]
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"code": "492039", "new_password": "amber-orchard-compass-17"}]},
+    )
+
+
+class PasswordResetOut(BaseModel):
+    status: Literal["password_changed"] = "password_changed"
+    next_step: Literal["/v1/auth/login"] = Field(
+        "/v1/auth/login", description="Every session of the login has ended: log in with the new password."
+    )
+
+
 class VerificationCodeIn(Strict):
     code: VerificationCode
 

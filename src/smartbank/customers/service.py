@@ -10,6 +10,7 @@ the same transaction as the customer row.
 from __future__ import annotations
 
 import ipaddress
+import secrets
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -70,7 +71,7 @@ from smartbank.customers.model import (
     normalise_phone,
     search_key,
 )
-from smartbank.identity.model import Permission, Principal, PrincipalKind, StaffRole
+from smartbank.identity.model import ClientInfo, Permission, Principal, PrincipalKind, StaffRole
 from smartbank.kernel.clock import Clock
 from smartbank.kernel.errors import DomainError, ErrorCode
 from smartbank.kernel.ids import new_id
@@ -106,6 +107,13 @@ class Logins(Protocol):
     ) -> None:
         """Create the principal and its password inside the caller's transaction; raises DomainError
         with code ``login_taken`` (409) or ``weak_password`` (422)."""
+        ...
+
+    async def reset_password(
+        self, conn: AsyncConnection, *, principal_id: uuid.UUID, password: str, client: ClientInfo
+    ) -> None:
+        """Set a new password inside the caller's transaction, ending every session of the login and
+        clearing its lockout; raises DomainError ``weak_password`` (422)."""
         ...
 
 
@@ -184,6 +192,19 @@ async def _record(request: RequestInfo | None, conn: AsyncConnection, event: Aud
     await record(conn, event)
 
 
+def _client(request: RequestInfo | None) -> ClientInfo:
+    """The request's origin as identity's audit rows take it (an unparsable IP address is dropped)."""
+    if request is None:
+        return ClientInfo()
+    ip = request.ip
+    if ip is not None:
+        try:
+            ip = str(ipaddress.ip_address(ip))
+        except ValueError:
+            ip = None
+    return ClientInfo(ip=ip, device=request.device[:300] if request.device else None, request_id=request.request_id)
+
+
 def _contact_kind(value: str) -> ContactKind:
     try:
         return ContactKind(value)
@@ -236,7 +257,11 @@ class CustomerService:
         address: str,
         customer_id: uuid.UUID | None,
         request: RequestInfo | None,
+        *,
+        deliver: bool = True,
     ) -> VerificationSent:
+        """Record a verification and send its code; with ``deliver`` false (a password reset for an
+        address nobody has) the same row is written with a hash no code matches, and nothing is sent."""
         now = self._clock.now()
         # Serialise starts for one address so that the count below cannot be raced past.
         await conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:a, 5))"), {"a": address})
@@ -273,25 +298,31 @@ class CustomerService:
                 "kind": kind.value,
                 "address": address,
                 "customer_id": customer_id,
-                "code_hash": code_digest(self._key, verification_id, code),
+                "code_hash": self._code_hash(verification_id, code, deliver),
                 "now": now,
                 "expires_at": expires_at,
             },
         )
-        await self._send_code(conn, kind, address, purpose, code)
+        if deliver:
+            await self._send_code(conn, kind, address, purpose, code)
+        asker = customer_id if purpose is VerificationPurpose.CONTACT_CHANGE else None
         await _record(
             request,
             conn,
             AuditEvent(
                 action="customers.verification_started",
-                actor_kind="customer" if customer_id else "anonymous",
-                actor_id=customer_id,
+                actor_kind="customer" if asker else "anonymous",
+                actor_id=asker,
                 subject_type="verification",
                 subject_id=str(verification_id),
                 details={"purpose": purpose.value, "kind": kind.value, "address": mask_contact(kind, address)},
             ),
         )
         return VerificationSent(verification_id, kind, mask_contact(kind, address), expires_at, now + RESEND_INTERVAL)
+
+    def _code_hash(self, verification_id: uuid.UUID, code: str, deliver: bool) -> bytes:
+        """The stored hash of ``code``; for a code never sent, random bytes that no code can match."""
+        return code_digest(self._key, verification_id, code) if deliver else secrets.token_bytes(32)
 
     async def _send_code(
         self, conn: AsyncConnection, kind: ContactKind, address: str, purpose: VerificationPurpose, code: str
@@ -322,9 +353,12 @@ class CustomerService:
         now = self._clock.now()
         async with self._db.transaction() as conn:
             v = await queries.lock_verification(conn, verification_id)
-            if v is None or v.purpose != purpose or v.customer_id != owner:
+            resetting = purpose is VerificationPurpose.PASSWORD_RESET
+            if v is None or v.purpose != purpose or (not resetting and v.customer_id != owner):
                 raise DomainError(CustomerErrorCode.VERIFICATION_NOT_FOUND, "no such verification")
             check_resend(v, now)
+            deliver = not resetting or v.customer_id is not None
+            asker = v.customer_id if purpose is VerificationPurpose.CONTACT_CHANGE else None
             code = new_code()
             expires_at = now + VERIFICATION_TTL
             await conn.execute(
@@ -332,16 +366,17 @@ class CustomerService:
                     "UPDATE customers.verifications SET code_hash = :code_hash, sends = sends + 1, "
                     "last_sent_at = :now, expires_at = :expires_at WHERE id = :id"
                 ),
-                {"id": v.id, "code_hash": code_digest(self._key, v.id, code), "now": now, "expires_at": expires_at},
+                {"id": v.id, "code_hash": self._code_hash(v.id, code, deliver), "now": now, "expires_at": expires_at},
             )
-            await self._send_code(conn, v.kind, v.address, v.purpose, code)
+            if deliver:
+                await self._send_code(conn, v.kind, v.address, v.purpose, code)
             await _record(
                 request,
                 conn,
                 AuditEvent(
                     action="customers.verification_resent",
-                    actor_kind="customer" if v.customer_id else "anonymous",
-                    actor_id=v.customer_id,
+                    actor_kind="customer" if asker else "anonymous",
+                    actor_id=asker,
                     subject_type="verification",
                     subject_id=str(v.id),
                     details={"sends": v.sends + 1},
@@ -377,8 +412,8 @@ class CustomerService:
             AuditEvent(
                 action="customers.verification_failed",
                 outcome=Outcome.FAILURE,
-                actor_kind="customer" if v.customer_id else "anonymous",
-                actor_id=v.customer_id,
+                actor_kind="customer" if v.purpose is VerificationPurpose.CONTACT_CHANGE else "anonymous",
+                actor_id=v.customer_id if v.purpose is VerificationPurpose.CONTACT_CHANGE else None,
                 subject_type="verification",
                 subject_id=str(v.id),
                 details={"attempts": attempts},
@@ -460,6 +495,59 @@ class CustomerService:
             raise wrong
         assert profile is not None
         return profile
+
+    # -- a forgotten password ----------------------------------------------------------------------
+
+    async def start_password_reset(
+        self, kind: ContactKind, address: str, *, request: RequestInfo | None = None
+    ) -> VerificationSent:
+        """Send a code to a customer's phone or e-mail on file, to set a new password with.
+
+        The answer is the same whether or not a customer has that address: a verification is
+        recorded either way (with the same per-address limits), but a code is sent only to a
+        customer's address."""
+        kind = _contact_kind(kind)
+        normalised = normalise_contact(kind, address)
+        column = "phone" if kind is ContactKind.PHONE else "email"
+        async with self._db.transaction() as conn:
+            customer_id = (
+                await conn.execute(
+                    text(f"SELECT id FROM customers.customers WHERE {column} = :address"), {"address": normalised}
+                )
+            ).scalar_one_or_none()
+            return await self._start(
+                conn,
+                VerificationPurpose.PASSWORD_RESET,
+                kind,
+                normalised,
+                customer_id,
+                request,
+                deliver=customer_id is not None,
+            )
+
+    async def resend_password_reset_code(
+        self, verification_id: uuid.UUID, *, request: RequestInfo | None = None
+    ) -> VerificationSent:
+        """A new code for a password reset, under the same rules as :meth:`resend_code`."""
+        return await self.resend_code(verification_id, purpose=VerificationPurpose.PASSWORD_RESET, request=request)
+
+    async def complete_password_reset(
+        self, verification_id: uuid.UUID, code: str, *, new_password: str, request: RequestInfo | None = None
+    ) -> None:
+        """Check the code, then set the new password through identity (which ends every session of the
+        login, clears its lockout and audits the reset), all in one transaction. A weak password is
+        refused before anything is written, and the code stays usable."""
+        async with self._db.transaction() as conn:
+            v, wrong = await self._check_code(conn, verification_id, code, VerificationPurpose.PASSWORD_RESET, request)
+            if wrong is None:
+                invariant(v.customer_id is not None, "only a code that was sent can match")
+                assert v.customer_id is not None
+                await self._logins.reset_password(
+                    conn, principal_id=v.customer_id, password=new_password, client=_client(request)
+                )
+                await self._consume(conn, v, v.customer_id)
+        if wrong is not None:
+            raise wrong
 
     async def confirm_contact_change(
         self, principal: Principal, verification_id: uuid.UUID, code: str, *, request: RequestInfo | None = None

@@ -122,7 +122,9 @@ _COMMON_PASSWORDS: Final = frozenset(
 
 
 def normalise_login(login: str) -> str:
-    """The stored form of a login: e-mail lower-cased; phone digits kept with their leading ``+``.
+    """The stored form of a login: e-mail lower-cased; phone digits kept with their leading ``+``;
+    a mainland mobile number typed without a country code (11 digits from 1) read as ``+86``, as
+    the customers domain reads it at registration.
 
     The customers domain validates logins fully (E.164, e-mail syntax); this only makes lookups
     agree with what it stored.
@@ -132,6 +134,9 @@ def normalise_login(login: str) -> str:
         return value.lower()
     if value.startswith("+"):
         return "+" + "".join(ch for ch in value[1:] if ch not in " -().")
+    digits = "".join(ch for ch in value if ch not in " -().")
+    if len(digits) == 11 and digits.isascii() and digits.isdigit() and digits.startswith("1"):
+        return "+86" + digits
     return value.lower()
 
 

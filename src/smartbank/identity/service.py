@@ -60,7 +60,11 @@ SECURITY_NOTICES: Final[dict[tuple[str, Outcome], str]] = {
     ("identity.mfa_disabled", Outcome.SUCCESS): "security.mfa_disabled",
     ("identity.session_ended", Outcome.SUCCESS): "security.session_ended",
     ("identity.recovery_codes_regenerated", Outcome.SUCCESS): "security.recovery_codes_regenerated",
+    ("identity.password_reset", Outcome.SUCCESS): "security.password_reset",
 }
+#: Actions done without a signed-in actor (so actor_kind is not ``customer``) whose subject is always a
+#: customer's login: they notify the subject too.
+CUSTOMER_SUBJECT_ACTIONS: Final = frozenset({"identity.password_reset"})
 
 
 class SessionMode(StrEnum):
@@ -612,6 +616,50 @@ class IdentityService:
         if failure is not None:
             raise failure
 
+    async def reset_password(
+        self, conn: AsyncConnection, *, principal_id: uuid.UUID, password: str, client: ClientInfo
+    ) -> None:
+        """Set a new password for a customer who proved their phone or e-mail (a forgotten password),
+        in **the caller's** transaction: ends every session and token family of the login (their
+        refresh tokens stop working with them), clears the lockout, and is audited.
+
+        Raises ``weak_password`` (422), writing nothing; ``not_found`` for anyone but an active customer.
+        """
+        now = self._clock.now()
+        row = (
+            await conn.execute(
+                text("SELECT login, kind, status FROM identity.principals WHERE id = :id FOR UPDATE"),
+                {"id": principal_id},
+            )
+        ).first()
+        if row is None or row.kind != PrincipalKind.CUSTOMER.value or row.status != "active":
+            raise DomainError(ErrorCode.NOT_FOUND, "no such customer login")
+        if problems := password_problems(password, row.login):
+            raise DomainError(IdentityErrorCode.WEAK_PASSWORD, "the password is too weak", problems=problems)
+        new_hash = await asyncio.to_thread(self.passwords.hash, password)
+        await conn.execute(
+            text(
+                "UPDATE identity.principals SET password_hash = :hash, password_changed_at = :now,"
+                " failed_logins = 0, locked_until = NULL WHERE id = :id"
+            ),
+            {"hash": new_hash, "now": now, "id": principal_id},
+        )
+        ended = await conn.execute(
+            text(
+                "UPDATE identity.sessions SET status = 'ended', ended_at = :now, end_reason = 'password_reset'"
+                " WHERE principal_id = :pid AND status <> 'ended'"
+            ),
+            {"now": now, "pid": principal_id},
+        )
+        await self._audit(
+            conn,
+            "identity.password_reset",
+            client,
+            actor_kind="anonymous",
+            subject=principal_id,
+            details={"sessions_ended": int(getattr(ended, "rowcount", 0) or 0)},
+        )
+
     # -- tokens and sessions -----------------------------------------------------------------------
 
     async def refresh(self, refresh_token: str, client: ClientInfo) -> Tokens:
@@ -1003,7 +1051,8 @@ class IdentityService:
             ),
         )
         notice = SECURITY_NOTICES.get((action, outcome))
-        if notice is not None and actor_kind == PrincipalKind.CUSTOMER.value and subject_id is not None:
+        for_customer = actor_kind == PrincipalKind.CUSTOMER.value or action in CUSTOMER_SUBJECT_ACTIONS
+        if notice is not None and for_customer and subject_id is not None:
             params = {"ip": client.ip, "device": client.device[:120] if client.device else None}
             await notify(conn, subject_id, notice, params, dedupe_key=f"audit:{audit_id}", at=self._clock.now())
 

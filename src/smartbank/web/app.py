@@ -44,8 +44,10 @@ from smartbank.web.errors import document_errors, install_error_handlers
 from smartbank.web.middleware import BodyLimit, RequestContext
 from smartbank.web.notifications import router as notifications_router
 from smartbank.web.ui.money import router as money_ui_router
+from smartbank.web.ui.onboarding import router as onboarding_router
 from smartbank.web.ui.routes import STATIC_DIR
 from smartbank.web.ui.routes import router as ui_router
+from smartbank.web.ui.security import router as security_router
 from smartbank.web.ui.staff import router as staff_router
 
 JOB_BLUEPRINTS = {
@@ -178,6 +180,8 @@ def create_app(
     # The customer web app (server-rendered pages, not part of the OpenAPI document).
     app.include_router(ui_router)
     app.include_router(money_ui_router)
+    app.include_router(onboarding_router)
+    app.include_router(security_router)
     app.include_router(staff_router)
     app.mount("/app/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 

@@ -187,6 +187,10 @@ SENTENCES: Final[dict[str, tuple[str, str]]] = {
     )
     * 2,
     "security.password_changed": (N_("Your password was changed. If this was not you, call us."),) * 2,
+    "security.password_reset": (
+        N_("Your password was reset with a code and every session was signed out. If this was not you, call us."),
+    )
+    * 2,
     "security.mfa_enabled": (N_("Two-step verification was turned on."),) * 2,
     "security.mfa_disabled": (N_("Two-step verification was turned off. If this was not you, call us."),) * 2,
     "security.session_ended": (N_("One of your sessions was signed out."),) * 2,
