@@ -30,6 +30,8 @@ from smartbank.kernel.clock import Clock, SystemClock
 from smartbank.ledger import jobs as ledger_jobs
 from smartbank.ledger.api import router as ledger_router
 from smartbank.ledger.service import LedgerService
+from smartbank.openbanking.api import router as openbanking_router
+from smartbank.openbanking.service import OpenBankingService
 from smartbank.platform import audit, jobs
 from smartbank.platform.db import Database, create_engine, resolve_database_url
 from smartbank.platform.keys import load_key
@@ -41,6 +43,8 @@ from smartbank.platform.settings import Settings, get_settings
 from smartbank.web.deps import internal_or_staff
 from smartbank.web.errors import document_errors, install_error_handlers
 from smartbank.web.middleware import BodyLimit, RequestContext
+from smartbank.web.ui.consents import router as consents_router
+from smartbank.web.ui.developer import router as developer_router
 from smartbank.web.ui.routes import STATIC_DIR
 from smartbank.web.ui.routes import router as ui_router
 from smartbank.web.ui.staff import router as staff_router
@@ -68,6 +72,7 @@ class Runtime:
     identity: IdentityService
     customers: CustomerService
     banking: BankingService
+    openbanking: OpenBankingService
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -85,9 +90,8 @@ class Runtime:
             after_commit=relay.kick,
         )
         audit.configure_key(load_key(settings, "audit"))
-        identity = IdentityService(
-            db, clock, Keys(load_key(settings, "secret")), staff_mfa_required=settings.staff_mfa_required
-        )
+        secret = load_key(settings, "secret")
+        identity = IdentityService(db, clock, Keys(secret), staff_mfa_required=settings.staff_mfa_required)
         customers = CustomerService(
             db, clock, logins=identity, notifier=OutboxNotifier(settings.env), pii_key=pii_key_from(settings)
         )
@@ -95,7 +99,10 @@ class Runtime:
             db, ledger, clock, customers, config=BankingConfig.from_settings(settings), after_commit=relay.kick
         )  # risk: allow-all until the risk domain exists (the decision is recorded with each payment)
         banking_consumers.subscribe(relay, banking)
-        return cls(settings, database_url, db, clock, ledger, relay, identity, customers, banking)
+        openbanking = OpenBankingService(
+            db, clock, identity=identity, banking=banking, issuer=settings.issuer, signing_master_key=secret
+        )
+        return cls(settings, database_url, db, clock, ledger, relay, identity, customers, banking, openbanking)
 
     async def start_background(self, *, worker: bool) -> None:
         """The outbox relay always; the job worker too when this process is also the worker."""
@@ -145,6 +152,7 @@ def create_app(
         app.state.identity = runtime.identity
         app.state.customers = runtime.customers
         app.state.banking = runtime.banking
+        app.state.openbanking = runtime.openbanking
         try:
             yield
         finally:
@@ -169,9 +177,13 @@ def create_app(
     app.include_router(identity_router)
     app.include_router(customers_router)
     app.include_router(banking_router)
+    # The open-banking authorization server and API: the RFCs' and OBIE's contracts, not in this document.
+    app.include_router(openbanking_router)
     # The customer web app (server-rendered pages, not part of the OpenAPI document).
     app.include_router(ui_router)
     app.include_router(staff_router)
+    app.include_router(consents_router)
+    app.include_router(developer_router)
     app.mount("/app/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 
     @app.get("/", include_in_schema=False)
