@@ -802,7 +802,7 @@ class OpenBankingService:
         if approve:
             if not account_ids:
                 raise DomainError(ErrorCode.VALIDATION_ERROR, "choose at least one account", field="accounts")
-            owned = {a.id for a in await self._banking.list_accounts(principal, principal.id)}
+            owned = {a.id for a in await self._banking.list_accounts(principal, principal.id) if a.status == "open"}
             if not set(account_ids) <= owned:
                 raise DomainError(ErrorCode.NOT_FOUND, "no such account")
             # A fresh TOTP or recovery code, as the identity service's step-up checks it (and audits it).
