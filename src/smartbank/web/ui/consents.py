@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from smartbank.identity.deps import client_info
 from smartbank.identity.errors import IdentityErrorCode
 from smartbank.identity.model import Principal
-from smartbank.kernel.errors import DomainError
+from smartbank.kernel.errors import DomainError, ErrorCode
 from smartbank.openbanking.model import AccountPermission
 from smartbank.openbanking.service import AuthorizationView, OpenBankingService
 from smartbank.web.ui.i18n import N_
@@ -31,6 +31,8 @@ from smartbank.web.ui.routes import (
     _customer,
     _formatter,
     _identity,
+    _limited,
+    _mfa_limit,
     _redirect,
     _render,
     _uuid,
@@ -61,6 +63,7 @@ MESSAGES: Final[dict[str, str]] = {
     IdentityErrorCode.INVALID_MFA_CODE: N_("That code is wrong, already used or expired. Try the next code."),
     "gone": N_("This request has expired or was already answered. Go back to the app and start again."),
     "revoked": N_("The consent is revoked. The app can no longer see your information."),
+    ErrorCode.RATE_LIMITED: N_("Too many requests. Wait a minute and try again."),
 }
 
 
@@ -157,6 +160,8 @@ async def consent_decision(request: Request, request_id: str) -> Response:
         return await _screen(request, principal, csrf, view, error="choose_account", status_code=422)
     if approve and not code:
         return await _screen(request, principal, csrf, view, error="code_required", status_code=422)
+    if approve and await _limited(request, _mfa_limit) is not None:  # the login and step-up budget for codes
+        return await _screen(request, principal, csrf, view, error=ErrorCode.RATE_LIMITED, status_code=429)
     try:
         target = await service.decide(
             principal, rid, approve=approve, account_ids=account_ids, mfa_code=code, client_info=client_info(request)
