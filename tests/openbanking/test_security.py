@@ -421,3 +421,26 @@ def test_consent_forms_need_the_sessions_csrf_token(bank: Bank, who: MfaCustomer
     response = bank.client.post(f"/app/consents/{granted.consent_id}/revoke", data={"csrf_token": "forged"})
     assert response.status_code == 403
     assert scalar(bank.url, "SELECT status FROM openbanking.consents WHERE id = %s", granted.consent_id) == "AUTH"
+
+
+def test_an_expired_consents_token_is_refused(bank: Bank, who: MfaCustomer) -> None:
+    partner = Partner.register(bank)
+    until = (bank.clock.now() + timedelta(minutes=10)).isoformat()
+    consent_id = partner.create_consent(
+        partner.client_credentials_token(), {"Permissions": ["ReadBalances"], "ExpirationDateTime": until}
+    )["Data"]["ConsentId"]
+    verifier, challenge = verifier_and_challenge()
+    pushed = partner.push(consent_id, challenge)
+    sign_in(bank, who, "/app/")
+    answer = decide(bank, who, consent_page(bank, partner, pushed.json()["request_uri"]))
+    tokens = partner.exchange(query_of(answer.headers["location"])["code"], verifier).json()
+    assert partner.post("/oauth2/introspect", {"token": tokens["access_token"]}).json()["active"] is True
+    bank.clock.advance(timedelta(minutes=11))
+    assert partner.post("/oauth2/introspect", {"token": tokens["access_token"]}).json() == {"active": False}
+    refreshed = partner.post("/oauth2/token", {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+    assert oauth_error(refreshed) == (400, "invalid_grant")
+    status = bank.client.get(
+        f"{AISP}/account-access-consents/{consent_id}",
+        headers={"Authorization": f"Bearer {partner.client_credentials_token()}"},
+    ).json()["Data"]["Status"]
+    assert status == "EXPD"

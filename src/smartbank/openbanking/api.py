@@ -33,8 +33,8 @@ _INTERACTION_ID: Final = re.compile(r"^[A-Za-z0-9\-]{1,64}$")
 
 router = APIRouter(include_in_schema=False)
 
-#: Registration is open (sandbox apps): 20 an hour per address.
-_registration_limit = rate_limit("openbanking.register", per_ip=20, per_principal=20, window_s=3600)
+#: Registration is open (sandbox apps): 100 an hour per address.
+_registration_limit = rate_limit("openbanking.register", per_ip=100, per_principal=100, window_s=3600)
 
 
 def _service(request: Request) -> OpenBankingService:
