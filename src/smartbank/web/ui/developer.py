@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from smartbank.identity.deps import client_info
-from smartbank.identity.model import StaffRole
+from smartbank.identity.model import Principal, StaffRole
 from smartbank.kernel.errors import DomainError
 from smartbank.openbanking.errors import OAuth2Error
 from smartbank.openbanking.model import Environment
@@ -38,9 +38,9 @@ def _service(request: Request) -> OpenBankingService:
 
 
 async def _page(
-    request: Request, principal: object, csrf: str, status_code: int = 200, **context: object
+    request: Request, principal: Principal, csrf: str, status_code: int = 200, **context: object
 ) -> HTMLResponse:
-    clients = await _service(request).list_clients(principal)  # type: ignore[arg-type]
+    clients = await _service(request).list_clients(principal)
     return _render(
         request, "developer.html", status_code=status_code, csrf=csrf, principal=principal, clients=clients, **context
     )
