@@ -199,3 +199,82 @@ def test_the_sign_up_and_security_pages_have_no_serious_or_critical_accessibilit
     context.close()
 
     assert {name: found for name, found in checked.items() if found} == {}
+
+
+@pytest.mark.parametrize("locale", ["en-GB", "zh-CN"])
+def test_the_open_banking_consent_pages_have_no_serious_or_critical_accessibility_violations(
+    live_bank: LiveBank, browser: Any, locale: str
+) -> None:
+    from smartbank.identity.model import ClientInfo
+    from smartbank.openbanking.service import AccessContext
+    from tests.banking.http_helpers import code_now
+
+    rt = live_bank.runtime
+    customer = onboard(live_bank, fund_minor=10_000, name="黄蓉")  # type: ignore[arg-type]
+    enrolment = live_bank.run(lambda: rt.identity.start_mfa_enrolment(customer.principal, ClientInfo()))
+    live_bank.run(
+        lambda: rt.identity.confirm_mfa_enrolment(
+            customer.principal, code_now(enrolment.secret, live_bank.clock), ClientInfo()
+        )
+    )
+    app = live_bank.run(
+        lambda: rt.openbanking.register_client(
+            {
+                "client_name": "Budget Buddy",
+                "redirect_uris": ["https://partner.example/cb"],
+                "token_endpoint_auth_method": "client_secret_basic",
+            },
+            ClientInfo(),
+        )
+    ).client
+    partner = AccessContext(app.client_id, "client_credentials", "accounts", None, None)
+    consent = live_bank.run(
+        lambda: rt.openbanking.create_account_access_consent(
+            partner, {"Data": {"Permissions": ["ReadAccountsBasic", "ReadBalances"]}, "Risk": {}}, ClientInfo()
+        )
+    )
+    params = {
+        "client_id": [app.client_id],
+        "response_type": ["code"],
+        "redirect_uri": ["https://partner.example/cb"],
+        "scope": ["accounts"],
+        "code_challenge": ["E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"],
+        "code_challenge_method": ["S256"],
+        "openbanking_intent_id": [consent.id],
+    }
+    request_id = live_bank.run(lambda: rt.openbanking.authorize(params))
+    context = browser.new_context(base_url=live_bank.base_url, locale=locale, bypass_csp=True)
+    page: Page = context.new_page()
+    page.set_default_timeout(10_000)
+    checked: dict[str, list[str]] = {}
+
+    live_bank.clock.advance(timedelta(seconds=30))
+    page.goto(f"/app/consents/authorize/{request_id}")  # to the login page first, and back after it
+    page.locator("#login").fill(customer.login)
+    page.locator("#password").fill(PASSWORD)
+    page.locator("form.stack button[type=submit]").click()
+    page.locator("#code").fill(code_now(enrolment.secret, live_bank.clock))
+    page.locator("form.stack button[type=submit]").click()
+    expect(page).to_have_url(re.compile(r"/app/consents/authorize/"))
+    checked["consent"] = blocking_violations(page)
+
+    live_bank.clock.advance(timedelta(seconds=30))
+    session = next(c["value"] for c in page.context.cookies() if c["name"] == "sb_session")
+    principal = live_bank.run(lambda: rt.identity.authenticate_session(session))
+    assert principal is not None
+    live_bank.run(
+        lambda: rt.openbanking.decide(
+            principal[0],
+            request_id,
+            approve=True,
+            account_ids=[customer.account_id],
+            mfa_code=code_now(enrolment.secret, live_bank.clock),
+            client_info=ClientInfo(),
+        )
+    )
+    page.goto("/app/consents")
+    expect(page.locator(f'[data-consent="{consent.id}"]')).to_be_visible()
+    checked["consents"] = blocking_violations(page)
+    context.close()
+
+    assert {name: found for name, found in checked.items() if found} == {}

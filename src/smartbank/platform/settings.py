@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     #: The branch that holds accounts opened online.
     banking_default_branch: str = "0001"
 
+    # -- open banking ----------------------------------------------------------------------------
+    #: The bank's public base URL: the OAuth issuer (``iss``) and the audience of client assertions.
+    #: Unset: ``http://{host}:{port}``.
+    public_url: str | None = None
+
+    @property
+    def issuer(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
     @property
     def pgdata_dir(self) -> Path:
         return self.data_dir / "pgdata"

@@ -30,6 +30,8 @@ from smartbank.kernel.clock import Clock, SystemClock
 from smartbank.ledger import jobs as ledger_jobs
 from smartbank.ledger.api import router as ledger_router
 from smartbank.ledger.service import LedgerService
+from smartbank.openbanking.api import router as openbanking_router
+from smartbank.openbanking.service import OpenBankingService
 from smartbank.platform import audit, jobs
 from smartbank.platform.db import Database, create_engine, resolve_database_url
 from smartbank.platform.inbox import Inbox
@@ -43,6 +45,8 @@ from smartbank.web.deps import internal_or_staff
 from smartbank.web.errors import document_errors, install_error_handlers
 from smartbank.web.middleware import BodyLimit, RequestContext
 from smartbank.web.notifications import router as notifications_router
+from smartbank.web.ui.consents import router as consents_router
+from smartbank.web.ui.developer import router as developer_router
 from smartbank.web.ui.money import router as money_ui_router
 from smartbank.web.ui.onboarding import router as onboarding_router
 from smartbank.web.ui.routes import STATIC_DIR
@@ -74,6 +78,7 @@ class Runtime:
     customers: CustomerService
     banking: BankingService
     inbox: Inbox
+    openbanking: OpenBankingService
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -91,9 +96,8 @@ class Runtime:
             after_commit=relay.kick,
         )
         audit.configure_key(load_key(settings, "audit"))
-        identity = IdentityService(
-            db, clock, Keys(load_key(settings, "secret")), staff_mfa_required=settings.staff_mfa_required
-        )
+        secret = load_key(settings, "secret")
+        identity = IdentityService(db, clock, Keys(secret), staff_mfa_required=settings.staff_mfa_required)
         customers = CustomerService(
             db, clock, logins=identity, notifier=OutboxNotifier(settings.env), pii_key=pii_key_from(settings)
         )
@@ -101,7 +105,22 @@ class Runtime:
             db, ledger, clock, customers, config=BankingConfig.from_settings(settings), after_commit=relay.kick
         )  # risk: allow-all until the risk domain exists (the decision is recorded with each payment)
         banking_consumers.subscribe(relay, banking)
-        return cls(settings, database_url, db, clock, ledger, relay, identity, customers, banking, Inbox(db, clock))
+        openbanking = OpenBankingService(
+            db, clock, identity=identity, banking=banking, issuer=settings.issuer, signing_master_key=secret
+        )
+        return cls(
+            settings,
+            database_url,
+            db,
+            clock,
+            ledger,
+            relay,
+            identity,
+            customers,
+            banking,
+            Inbox(db, clock),
+            openbanking,
+        )
 
     async def start_background(self, *, worker: bool) -> None:
         """The outbox relay always; the job worker too when this process is also the worker."""
@@ -152,6 +171,7 @@ def create_app(
         app.state.customers = runtime.customers
         app.state.banking = runtime.banking
         app.state.inbox = runtime.inbox
+        app.state.openbanking = runtime.openbanking
         try:
             yield
         finally:
@@ -177,12 +197,16 @@ def create_app(
     app.include_router(customers_router)
     app.include_router(banking_router)
     app.include_router(notifications_router)
+    # The open-banking authorization server and API: the RFCs' and OBIE's contracts, not in this document.
+    app.include_router(openbanking_router)
     # The customer web app (server-rendered pages, not part of the OpenAPI document).
     app.include_router(ui_router)
     app.include_router(money_ui_router)
     app.include_router(onboarding_router)
     app.include_router(security_router)
     app.include_router(staff_router)
+    app.include_router(consents_router)
+    app.include_router(developer_router)
     app.mount("/app/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 
     @app.get("/", include_in_schema=False)

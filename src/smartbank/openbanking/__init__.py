@@ -1,0 +1,1 @@
+"""The open-banking domain: the OAuth 2 authorization server, partner apps and consents."""
