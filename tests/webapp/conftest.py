@@ -110,3 +110,20 @@ def shoot(page: Any, name: str) -> None:
         page.set_viewport_size({"width": width, "height": height})
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
     page.set_viewport_size(original)
+
+
+def reload_until_visible(page: Any, locator: Any, timeout_s: float = 15.0, look_ms: int = 250) -> None:
+    """Reload ``page`` until ``locator`` shows: for what an outbox consumer writes after the request
+    (the account opened on KYC, history and notices projected from the ledger). With JavaScript off
+    a page never changes by itself; each look waits through Playwright's ``expect``, never a sleep."""
+    from playwright.sync_api import expect
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        page.reload()
+        try:
+            expect(locator).to_be_visible(timeout=look_ms)
+            return
+        except AssertionError:
+            if time.monotonic() >= deadline:
+                raise

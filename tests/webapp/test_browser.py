@@ -34,6 +34,13 @@ def log_in(page: Page, customer: Customer) -> None:
     page.locator("form.stack button[type=submit]").click()
 
 
+def enter_mfa_code(page: Page, code: str) -> None:
+    """Answer the login's "Enter your code" page (customer app or staff console)."""
+    expect(page.get_by_role("heading", name="Enter your code")).to_be_visible()
+    page.get_by_label("Code").fill(code)
+    page.get_by_role("button", name="Continue").click()
+
+
 def payee_aged(bank: LiveBank, payer: Customer, payee: Customer, name: str) -> None:
     add_payee(bank, payer, payee, name)  # type: ignore[arg-type]
     bank.clock.advance(timedelta(hours=25))  # past the new-payee step-up period
@@ -132,9 +139,7 @@ def test_a_payment_over_the_step_up_threshold_asks_for_the_totp_code(live_bank: 
 
     page = new_page(browser, live_bank)
     log_in(page, payer)
-    expect(page.get_by_role("heading", name="Enter your code")).to_be_visible()
-    page.get_by_label("Code").fill(code_now(enrolment.secret, live_bank.clock))
-    page.get_by_role("button", name="Continue").click()
+    enter_mfa_code(page, code_now(enrolment.secret, live_bank.clock))
     expect(page).to_have_url(re.compile(r"/app/$"))
     expect(page.locator(".available")).to_have_text("CN¥10,000.00")
 

@@ -16,7 +16,7 @@ from tests.banking.http_helpers import PASSWORD, all_rows, code_now, onboard
 from tests.webapp.test_staff_pages import new_staff, pending_customer
 
 from .conftest import LiveBank, shoot
-from .test_browser import new_page
+from .test_browser import enter_mfa_code, new_page
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -46,9 +46,7 @@ def test_a_teller_with_mfa_finds_a_customer_by_account_number_and_pays_cash_in(
     expect(page.get_by_role("heading", name="Staff log in")).to_be_visible()
     shoot(page, "staff-login")
     staff_log_in(page, login_name)
-    expect(page.get_by_role("heading", name="Enter your code")).to_be_visible()
-    page.get_by_label("Code").fill(code_now(enrolment.secret, live_bank.clock))
-    page.get_by_role("button", name="Continue").click()
+    enter_mfa_code(page, code_now(enrolment.secret, live_bank.clock))
 
     expect(page).to_have_url(re.compile(r"/staff/$"))
     expect(page.get_by_role("link", name="Identity checks")).to_have_count(0)  # not a teller's work
