@@ -125,7 +125,7 @@ async def test_payees_add_list_delete_and_validation(
 
 
 async def test_teller_cash_deposit_and_withdrawal_balances_and_audit(
-    banking: BankingService, bledger: LedgerService, bdb: Database, directory: FakeDirectory
+    banking: BankingService, bledger: LedgerService, bdb: Database, directory: FakeDirectory, bclock: FrozenClock
 ) -> None:
     alice = new_customer(directory)
     account = await funded_account(banking, bledger, alice, 0)
@@ -155,11 +155,12 @@ async def test_teller_cash_deposit_and_withdrawal_balances_and_audit(
     assert await posted(bledger, account) == 49_950
     audit = await rows(
         bdb,
-        "SELECT action, actor_kind, actor_id, details->>'branch_code' AS branch FROM platform.audit_log "
+        "SELECT action, actor_kind, actor_id, details->>'branch_code' AS branch, occurred_at FROM platform.audit_log "
         "WHERE subject_id IN (:d, :w) ORDER BY seq",
         d=str(deposit.id),
         w=str(withdrawal.id),
     )
+    assert {a.occurred_at for a in audit} == {bclock.now()}  # the service's clock, not the wall clock
     assert [(a.action, a.actor_kind, a.actor_id, a.branch) for a in audit] == [
         ("banking.cash_deposit_submitted", "staff", teller.id, "0002"),
         ("banking.cash_deposit_completed", "staff", teller.id, "0002"),

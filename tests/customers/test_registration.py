@@ -85,7 +85,8 @@ async def test_registration_by_phone_creates_the_customer_and_login_in_one_go(
     ) == [({"customer_id": str(profile.id), "registered_at": clock.now().isoformat()},)]
     audit = await rows(
         db,
-        "SELECT action, actor_kind, details FROM platform.audit_log WHERE subject_id IN (:c, :v) ORDER BY seq",
+        "SELECT action, actor_kind, details, occurred_at FROM platform.audit_log"
+        " WHERE subject_id IN (:c, :v) ORDER BY seq",
         c=str(profile.id),
         v=str(started.verification_id),
     )
@@ -93,6 +94,8 @@ async def test_registration_by_phone_creates_the_customer_and_login_in_one_go(
         ("customers.verification_started", "anonymous"),
         ("customers.registered", "customer"),
     ]
+    # Dated by the service's clock, like everything else the use case writes.
+    assert [a[3] for a in audit] == [clock.now() - timedelta(minutes=3), clock.now()]
     assert audit[1][2] == {"kind": "phone", "address": started.address_masked, "terms_version": TERMS}
     assert code not in repr(audit) and PASSWORD not in repr(audit)
 

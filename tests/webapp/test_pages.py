@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -200,7 +201,12 @@ def test_adding_a_payee_from_the_form(bank: Bank) -> None:
     assert response.status_code == 303
     rows = all_rows(bank.url, "SELECT name, account_number FROM banking.payees WHERE customer_id = %s", payer.id)
     assert rows == [("李四", payee.account_number)]
-    assert "李四" in bank.client.get(response.headers["location"]).text
+    pay_page = bank.client.get(response.headers["location"]).text
+    assert "李四" in pay_page
+    assert "Payee added. You can pay them now." in pay_page
+    # The notice is for a payee of one's own only, not for any id put in the address.
+    other = bank.client.get("/app/pay", params={"payee": str(uuid.uuid4()), "added": "1"}).text
+    assert "Payee added" not in other
 
 
 def test_history_pages_and_searches(bank: Bank) -> None:

@@ -22,7 +22,7 @@ import ipaddress
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
@@ -242,6 +242,11 @@ class BankingService:
 
     # -- access ----------------------------------------------------------------------------------
 
+
+    async def _record(self, conn: Any, event: AuditEvent) -> None:
+        """Append an audit row dated by this service's clock."""
+        await record(conn, replace(event, occurred_at=event.occurred_at or self._clock.now()))
+
     async def _account_for(self, principal: Principal, account_id: uuid.UUID, permission: Permission) -> DepositAccount:
         """The one access rule for deposit accounts: the owner, or staff with ``permission``."""
         if principal.is_staff and not principal.can(permission):
@@ -358,7 +363,7 @@ class BankingService:
                 account_id, customer_id, number, iban, product, currency, AccountState.OPEN, branch_code, now
             )
             invariant(await queries.insert_account(conn, account), "account id taken", id=str(account_id))
-            await record(
+            await self._record(
                 conn,
                 actor.event(
                     "banking.account_opened",
@@ -432,7 +437,7 @@ class BankingService:
             assert current is not None
             if current.status is not target:
                 await queries.set_account_state(conn, account.id, target, now)
-            await record(
+            await self._record(
                 conn,
                 Actor.of(principal, client).event(
                     "banking.account_frozen" if frozen else "banking.account_unfrozen",
@@ -470,7 +475,7 @@ class BankingService:
             payee = Payee(new_id(), principal.id, name, number, target.id, now)
             if not await queries.insert_payee(conn, payee):
                 raise DomainError(BankingErrorCode.PAYEE_ALREADY_EXISTS, "this account is already a payee")
-            await record(
+            await self._record(
                 conn,
                 Actor.of(principal, client).event(
                     "banking.payee_added",
@@ -498,7 +503,7 @@ class BankingService:
             if payee is None or not principal.owns(payee.customer_id):
                 raise _not_found("payee")
             await queries.delete_payee(conn, payee_id, now)
-            await record(
+            await self._record(
                 conn,
                 Actor.of(principal, client).event(
                     "banking.payee_deleted",
@@ -836,7 +841,7 @@ class BankingService:
         )
 
     async def _audit_payment(self, conn: Any, payment: Payment, actor: Actor, stage: str) -> None:
-        await record(
+        await self._record(
             conn,
             actor.event(
                 f"banking.{payment.kind.value}_{stage}",

@@ -227,6 +227,11 @@ class CustomerService:
 
     # -- verification codes --------------------------------------------------------------------
 
+
+    async def _record(self, request: RequestInfo | None, conn: AsyncConnection, event: AuditEvent) -> None:
+        """Append an audit row dated by this service's clock, with where the request came from."""
+        await _record(request, conn, replace(event, occurred_at=event.occurred_at or self._clock.now()))
+
     async def start_registration(
         self, kind: ContactKind, address: str, *, request: RequestInfo | None = None
     ) -> VerificationSent:
@@ -306,7 +311,7 @@ class CustomerService:
         if deliver:
             await self._send_code(conn, kind, address, purpose, code)
         asker = customer_id if purpose is VerificationPurpose.CONTACT_CHANGE else None
-        await _record(
+        await self._record(
             request,
             conn,
             AuditEvent(
@@ -370,7 +375,7 @@ class CustomerService:
             )
             if deliver:
                 await self._send_code(conn, v.kind, v.address, v.purpose, code)
-            await _record(
+            await self._record(
                 request,
                 conn,
                 AuditEvent(
@@ -406,7 +411,7 @@ class CustomerService:
             text("UPDATE customers.verifications SET attempts = :attempts WHERE id = :id"),
             {"id": v.id, "attempts": attempts},
         )
-        await _record(
+        await self._record(
             request,
             conn,
             AuditEvent(
@@ -471,7 +476,7 @@ class CustomerService:
                     conn, principal_id=customer_id, kind=PrincipalKind.CUSTOMER, login=v.address, password=password
                 )
                 await self._consume(conn, v, customer_id)
-                await _record(
+                await self._record(
                     request,
                     conn,
                     AuditEvent(
@@ -582,7 +587,7 @@ class CustomerService:
                         CustomerErrorCode.LOGIN_TAKEN, f"this {v.kind.value} belongs to another customer"
                     ) from None
                 await self._consume(conn, v, principal.id)
-                await _record(
+                await self._record(
                     request,
                     conn,
                     _audit(
@@ -684,7 +689,7 @@ class CustomerService:
                 raise DomainError(CustomerErrorCode.CUSTOMER_NOT_FOUND, "no such customer")
             if row.id_number is None:
                 raise DomainError(CustomerErrorCode.KYC_PROFILE_MISSING, "the customer has not submitted a KYC profile")
-            await _record(
+            await self._record(
                 request, conn, _audit(principal, "customers.id_number_revealed", customer_id, {"reason": clean_reason})
             )
         return str(row.id_number)
@@ -738,7 +743,7 @@ class CustomerService:
             ).first()
             if updated is None:
                 raise DomainError(CustomerErrorCode.CUSTOMER_NOT_FOUND, "no such customer")
-            await _record(
+            await self._record(
                 request,
                 conn,
                 _audit(
@@ -812,7 +817,7 @@ class CustomerService:
                 ),
                 {"id": customer_id, "keys": checked.name_keys},
             )
-            await _record(
+            await self._record(
                 request,
                 conn,
                 _audit(
@@ -857,7 +862,7 @@ class CustomerService:
                 ),
                 {"id": customer_id, "status": status.value, "now": now, "by": principal.id, "reason": clean_reason},
             )
-            await _record(
+            await self._record(
                 request, conn, _audit(principal, f"customers.kyc_{status.value}", customer_id, {"reason": clean_reason})
             )
             if status is KycStatus.VERIFIED:
@@ -895,7 +900,7 @@ class CustomerService:
                     text("UPDATE customers.customers SET tier = :tier, updated_at = :now WHERE id = :id"),
                     {"id": customer_id, "tier": code, "now": now},
                 )
-                await _record(
+                await self._record(
                     request,
                     conn,
                     _audit(

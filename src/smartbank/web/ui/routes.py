@@ -571,7 +571,9 @@ async def pay_page(request: Request) -> Response:
     context = await _pay_context(request, principal)
     params = request.query_params
     values = {"from": params.get("from", ""), "payee": params.get("payee", ""), "amount": "", "reference": ""}
-    return _render(request, "pay.html", csrf=csrf, principal=principal, values=values, **context)
+    added = params.get("added") == "1" and any(str(p.id) == values["payee"] for p in context["payees"])
+    notice = _formatter(request).gettext(N_("Payee added. You can pay them now.")) if added else None
+    return _render(request, "pay.html", csrf=csrf, principal=principal, values=values, notice=notice, **context)
 
 
 def _payment_values(form: dict[str, str]) -> dict[str, str]:
