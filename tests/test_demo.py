@@ -198,7 +198,8 @@ def test_a_demo_customer_and_staff_log_in_over_http(seeded: Seeded, settings: Se
         ).json()
         items = entries["items"]
         assert items, entries
-        assert sum(int(e["amount_minor"]) for e in items) == current["posted_minor"] or entries["next_cursor"]
+        assert entries["next_cursor"] is None  # two months fit in a page: the entries add up to the balance
+        assert sum(int(e["amount_minor"]) for e in items) == current["posted_minor"] > 0
         assert any(e["description"].startswith("Salary") for e in items)
         staff = client.post(
             "/v1/auth/login",

@@ -26,13 +26,14 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import phonenumbers
+import uvloop
 from faker import Faker
 from pypinyin import lazy_pinyin
 from rich.console import Console
@@ -79,7 +80,7 @@ STAFF_LOGINS: Final[dict[StaffRole, str]] = {
     StaffRole.LENDING_OFFICER: "lending@bank.example.com",
 }
 
-URLS: Final = ("/app/", "/staff/", "/docs")
+URLS: Final = (("/app/", "customers"), ("/staff/", "staff"), ("/docs", "API docs"))
 
 
 # -- places ------------------------------------------------------------------------------------------
@@ -200,11 +201,13 @@ class Movement:
     to_savings: bool = False  # the payer's own savings account
     into_savings: bool = False  # a deposit into the savings account
     branch: str = "0001"
+    at: datetime | None = None  # when, in the history (None: at the step's time on day 0)
 
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    """Movements that happen at ``at`` and may run at once: none depends on another's credit."""
+    """One day's movements, by time. None depends on a credit of the same day (the plan counts a
+    day's credits only from the next day), so any of them may run at once."""
 
     at: datetime
     movements: tuple[Movement, ...]
@@ -443,8 +446,6 @@ def make_plan(customers: int, months: int, seed: int, now: datetime) -> Plan:
 
 
 def _with(person: Person, **changes: object) -> Person:
-    from dataclasses import replace
-
     return replace(person, **changes)  # type: ignore[arg-type]
 
 
@@ -504,7 +505,7 @@ def _history(
         month = f"{local:%Y-%m}"
         if local.day == 1:
             for p in people:
-                shop_days[p.key] = {rng.randint(1, 28)}
+                shop_days[p.key] = {rng.randint(1, 28)} if rng.random() < 0.6 else set()
         for key, staff in employees.items():  # an employer banks its takings the day before payday
             if local.day == payday[key] - 1:
                 total = sum(p.salary_minor for p in staff)
@@ -520,10 +521,10 @@ def _history(
             if local.day in shop_days[p.key]:
                 amount = _yuan(rng.randint(25, 600)) + rng.randrange(0, 100)
                 move((12, 30), Step.PAYMENT, p.key, amount, rng.choice(SHOP_NOTES), to=rng.choice(shops[p.key]))
-            if local.day == 15:
+            if local.day == 15 and local.month % 2 == p.birth.month % 2:  # billed every other month
                 amount = _yuan(rng.randint(60, 420)) + rng.randrange(0, 100)
                 move((15, 0), Step.PAYMENT, p.key, amount, f"Electricity 电费 {month}", to=power)
-            if local.day == 20 and local.month % 2 == p.birth.month % 2:  # a top-up every other month
+            if local.day == 20 and local.month % 3 == p.birth.month % 3:  # a top-up every third month
                 move(
                     (15, 30),
                     Step.PAYMENT,
@@ -532,16 +533,17 @@ def _history(
                     f"Mobile 话费 {month}",
                     to=mobile,
                 )
-            if friends[p.key] and rng.random() < 1 / 45:
+            if friends[p.key] and rng.random() < 1 / 60:
                 amount = _yuan(rng.randint(20, 1_500))
                 move((20, 0), Step.PAYMENT, p.key, amount, rng.choice(FRIEND_NOTES), to=rng.choice(friends[p.key]))
+        credits: dict[str, int] = defaultdict(int)
+        kept: list[Movement] = []
         for hm in sorted(wanted):
-            at = day.replace(hour=hm[0], minute=hm[1])
+            at = day.replace(hour=hm[0], minute=hm[1]).astimezone(UTC)
             if at >= now - timedelta(hours=1):  # an hour's room for the clock's ticks before "now"
                 break
-            credits: dict[str, int] = defaultdict(int)
-            kept: list[Movement] = []
-            for m in wanted[hm]:
+            for planned in wanted[hm]:
+                m = replace(planned, at=at)
                 if m.step is Step.DEPOSIT:
                     credits[m.payer] += m.amount_minor
                     kept.append(m)
@@ -563,10 +565,10 @@ def _history(
                     assert m.to is not None
                     credits[m.to] += m.amount_minor
                 kept.append(m)
-            for key, amount in credits.items():
-                balance[key] += amount
-            if kept:
-                slots.append(Slot(at.astimezone(UTC), tuple(kept)))
+        for key, amount in credits.items():
+            balance[key] += amount
+        if kept:
+            slots.append(Slot(day.astimezone(UTC), tuple(kept)))
         day += timedelta(days=1)
     return slots
 
@@ -812,11 +814,13 @@ class Seeder:
         await self.rt.banking.submit_payment(self._customer(m.payer), m.key, request)
 
     async def movements(self, label: str, movements: Sequence[Movement], task: TaskID | None = None) -> None:
-        """Run ``movements`` (independent of each other) a chunk at a time, the clock ticking between."""
+        """Run ``movements`` (independent of each other, in time order) a chunk at a time; the clock
+        moves to each chunk's time, or on by a few seconds."""
         task = task if task is not None else self._task(label, len(movements))
         for i in range(0, len(movements), CONCURRENCY):
             chunk = movements[i : i + CONCURRENCY]
-            self.clock.tick(7)
+            self.clock.tick(3)
+            self.clock.advance_to(max((m.at for m in chunk if m.at is not None), default=self.clock.now()))
             await asyncio.gather(*(self.move(m) for m in chunk))
             self._advance(task, len(chunk))
 
@@ -828,7 +832,6 @@ class Seeder:
             if day is not None and slot.at.astimezone(SHANGHAI).date() != day:
                 await self._drain()
             day = slot.at.astimezone(SHANGHAI).date()
-            self.clock.advance_to(slot.at)
             await self.movements("", slot.movements, task)
         await self._drain()
 
@@ -894,32 +897,37 @@ def new_progress(console: Console) -> Progress:
     )
 
 
-def sample_logins(plan: Plan, per_script: int = 2) -> list[Person]:
-    """A few customers to try: Chinese and English names, with a savings account first."""
+def sample_logins(plan: Plan) -> list[Person]:
+    """Customers to try, Chinese and English names: for each, one with a savings account and one who
+    signs in with the other kind of contact (or, failing that, another customer)."""
     chosen: list[Person] = []
     customers = [p for p in plan.people if p.business is None]
     for chinese in (True, False):
-        group = sorted((p for p in customers if p.chinese is chinese), key=lambda p: (not p.savings, p.key))
-        chosen.extend(group[:per_script])
+        group = [p for p in customers if p.chinese is chinese]
+        first = next((p for p in group if p.savings), group[0] if group else None)
+        if first is None:
+            continue
+        second = next((p for p in group if p.contact_kind is not first.contact_kind), None)
+        second = second or next((p for p in group if p is not first), None)
+        chosen.extend(p for p in (first, second) if p is not None)
     return chosen
 
 
-def logins_table(plan: Plan, staff: Iterable[StaffLogin], base_url: str) -> Table:
+def logins_table(plan: Plan, staff: Iterable[StaffLogin]) -> Table:
     table = Table(title="smartbank demo: logins to try", title_justify="left")
     table.add_column("who")
-    table.add_column("login")
-    table.add_column("password")
-    table.add_column("where")
+    table.add_column("login", no_wrap=True)
+    table.add_column("password", no_wrap=True)
+    table.add_column("at", no_wrap=True)
     for p in sample_logins(plan):
         what = "customer" + (", savings" if p.savings else "")
-        table.add_row(f"{p.legal_name} ({what})", p.login, CUSTOMER_PASSWORD, f"{base_url}/app/")
+        table.add_row(f"{p.legal_name} ({what})", p.login, CUSTOMER_PASSWORD, "/app/")
     secrets = {s.role: s.totp_secret for s in staff}
     for role, login in STAFF_LOGINS.items():
         secret = secrets.get(role)
-        where = f"{base_url}/staff/" + (f"\nTOTP secret {secret}" if secret else "")
-        table.add_row(f"staff: {role.value}", login, STAFF_PASSWORD, where)
+        table.add_row(f"staff: {role.value}", login + (f"\nTOTP {secret}" if secret else ""), STAFF_PASSWORD, "/staff/")
     applicant = plan.applicants[0]
-    table.add_row(f"{applicant.legal_name} (KYC pending)", applicant.login, CUSTOMER_PASSWORD, f"{base_url}/app/")
+    table.add_row(f"{applicant.legal_name} (KYC pending)", applicant.login, CUSTOMER_PASSWORD, "/app/")
     return table
 
 
@@ -940,8 +948,8 @@ def run(
     """The ``smartbank demo`` command (and ``up``): seed once, then print the logins and URLs."""
     configure_logging("WARNING", settings.log_format)  # a line per message sent would bury the progress
     try:
-        with new_progress(console) as progress:
-            outcome = asyncio.run(
+        with new_progress(console) as progress, asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            outcome = runner.run(
                 seed(
                     settings, database_url, customers=customers, months=months, seed_value=seed_value, progress=progress
                 )
@@ -960,6 +968,7 @@ def run(
         )
         if settings.staff_mfa_required:
             console.print("Demo staff TOTP secrets were printed when the demo was first seeded.")
-    console.print(logins_table(plan, outcome.staff, base_url))
-    console.print("  ".join(f"{base_url}{path}" for path in URLS))
+    console.print(logins_table(plan, outcome.staff))
+    for path, what in URLS:
+        console.print(f"{what:<10} {base_url}{path}")
     return outcome
