@@ -11,6 +11,7 @@ from typing import Any
 
 import phonenumbers
 import psycopg
+import pyotp
 import pytest
 from fastapi.testclient import TestClient
 from stdnum.cn import ric
@@ -215,3 +216,22 @@ def test_identity_documents_match_birth_dates_in_the_plan() -> None:
         assert p.birth <= date(today.year - 18, today.month, min(today.day, 28))
         if p.chinese:
             assert ric.get_birth_date(p.id_number) == p.birth
+
+
+def test_with_staff_mfa_required_demo_staff_are_enrolled_and_pass_mfa(
+    fresh_database: Callable[[], str], settings: Settings
+) -> None:
+    url = fresh_database()
+    strict = settings.model_copy(update={"staff_mfa_required": True})
+    outcome = asyncio.run(seed(strict, url, customers=2, months=1, seed_value=SEED, now=lambda: NOW))
+    assert [s.login for s in outcome.staff] == list(STAFF_LOGINS.values())
+    assert all(s.totp_secret for s in outcome.staff)
+    admin = outcome.staff[0]
+    assert admin.totp_secret is not None
+    with TestClient(create_app(strict, database_url=url), base_url="https://testserver") as client:
+        body = {"login": admin.login, "password": STAFF_PASSWORD, "client": "token"}
+        first = client.post("/v1/auth/login", json=body).json()
+        assert first["status"] == "mfa_required", first
+        code = pyotp.TOTP(admin.totp_secret).now()
+        done = client.post("/v1/auth/mfa/verify", json={"challenge": first["mfa_challenge"], "code": code})
+        assert done.status_code == 200 and done.json()["status"] == "authenticated", done.text

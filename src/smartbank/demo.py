@@ -455,7 +455,13 @@ DAILY_CAP_MINOR: Final = _yuan(19_000)
 #: Premium tier (the businesses): 500,000 a payment, 2,000,000 a day.
 BUSINESS_PER_PAYMENT_CAP_MINOR: Final = _yuan(500_000)
 BUSINESS_DAILY_CAP_MINOR: Final = _yuan(1_900_000)
-SHOP_NOTES: Final = ("Groceries 买菜", "Coffee 咖啡", "Snacks 零食", "Books 图书", "Household 日用品")
+#: What a purchase at each shop is for, and its usual price range in yuan.
+SHOP_NOTES: Final[dict[str, tuple[tuple[str, ...], int, int]]] = {
+    "shop-fresh": (("Groceries 买菜", "Fruit 水果"), 40, 600),
+    "shop-coffee": (("Coffee 咖啡",), 12, 80),
+    "shop-mart": (("Snacks 零食", "Household 日用品"), 15, 200),
+    "shop-books": (("Books 图书",), 30, 300),
+}
 FRIEND_NOTES: Final = (
     "Dinner AA 聚餐AA",
     "Birthday gift 生日礼物",
@@ -519,8 +525,10 @@ def _history(
                 amount = min(PER_PAYMENT_CAP_MINOR, p.salary_minor * rng.randint(10, 20) // 100 // 100 * 100)
                 move((11, 0), Step.PAYMENT, p.key, amount, f"To savings 转入储蓄 {month}", to_savings=True)
             if local.day in shop_days[p.key]:
-                amount = _yuan(rng.randint(25, 600)) + rng.randrange(0, 100)
-                move((12, 30), Step.PAYMENT, p.key, amount, rng.choice(SHOP_NOTES), to=rng.choice(shops[p.key]))
+                shop = rng.choice(shops[p.key])
+                notes, low, high = SHOP_NOTES[owner_of[shop].business.key]  # type: ignore[union-attr]
+                amount = _yuan(rng.randint(low, high)) + rng.randrange(0, 100)
+                move((12, 30), Step.PAYMENT, p.key, amount, rng.choice(notes), to=shop)
             if local.day == 15 and local.month % 2 == p.birth.month % 2:  # billed every other month
                 amount = _yuan(rng.randint(60, 420)) + rng.randrange(0, 100)
                 move((15, 0), Step.PAYMENT, p.key, amount, f"Electricity 电费 {month}", to=power)
