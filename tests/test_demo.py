@@ -49,8 +49,10 @@ class Seeded:
     first: Outcome
 
 
-def _run(settings: Settings, url: str, seed_value: int = SEED) -> Outcome:
-    return asyncio.run(seed(settings, url, customers=CUSTOMERS, months=MONTHS, seed_value=seed_value, now=lambda: NOW))
+def _run(
+    settings: Settings, url: str, seed_value: int = SEED, customers: int = CUSTOMERS, months: int = MONTHS
+) -> Outcome:
+    return asyncio.run(seed(settings, url, customers=customers, months=months, seed_value=seed_value, now=lambda: NOW))
 
 
 def _rows(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -167,6 +169,9 @@ def test_a_second_run_adds_nothing(seeded: Seeded, settings: Settings) -> None:
     before = _counts(seeded.url)
     again = _run(settings, seeded.url)
     assert not again.created
+    assert _counts(seeded.url) == before
+    # Other sizes of the same seed find the same demo there.
+    assert not _run(settings, seeded.url, customers=CUSTOMERS + 5, months=MONTHS + 1).created
     assert _counts(seeded.url) == before
 
 

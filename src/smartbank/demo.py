@@ -362,6 +362,10 @@ def make_plan(customers: int, months: int, seed: int, now: datetime) -> Plan:
         assert owner.business is not None
         by_role[owner.business.role].append(owner)
 
+    # Made before the customers, so that they (and so the demo's sentinel) depend on the seed alone.
+    applicants = tuple(
+        gen.person(f"a{i}", today, chinese=i != 1, contact_kind=ContactKind.PHONE) for i in range(APPLICANTS)
+    )
     people: list[Person] = []
     for i in range(customers):
         chinese = rng.random() < 0.7
@@ -383,10 +387,6 @@ def make_plan(customers: int, months: int, seed: int, now: datetime) -> Plan:
                 agency=rng.choice(by_role[Role.AGENCY]).key if renter else None,
             )
         )
-    applicants = tuple(
-        gen.person(f"a{i}", today, chinese=i != 1, contact_kind=ContactKind.PHONE) for i in range(APPLICANTS)
-    )
-
     keys = {p.key: p for p in [*owners, *people]}
     payees: dict[str, list[tuple[str, str]]] = defaultdict(list)
     friends: dict[str, list[str]] = {}
