@@ -15,7 +15,9 @@ import pyotp
 import pytest
 from fastapi.testclient import TestClient
 from stdnum.cn import ric
+from typer.testing import CliRunner
 
+from smartbank.cli import app
 from smartbank.demo import (
     APPLICANTS,
     BUSINESSES,
@@ -33,7 +35,7 @@ from smartbank.kernel.clock import SystemClock
 from smartbank.ledger.service import LedgerService
 from smartbank.platform import audit
 from smartbank.platform.db import Database, create_engine
-from smartbank.platform.settings import Settings
+from smartbank.platform.settings import Settings, get_settings
 from smartbank.web.app import create_app
 
 CUSTOMERS = 12
@@ -240,3 +242,35 @@ def test_with_staff_mfa_required_demo_staff_are_enrolled_and_pass_mfa(
         code = pyotp.TOTP(admin.totp_secret).now()
         done = client.post("/v1/auth/mfa/verify", json={"challenge": first["mfa_challenge"], "code": code})
         assert done.status_code == 200 and done.json()["status"] == "authenticated", done.text
+
+
+@pytest.fixture
+def cli_url(fresh_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url = fresh_database()
+    monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()
+
+
+def test_the_command_seeds_once_and_prints_the_logins(cli_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    first = runner.invoke(app, ["demo", "--customers", "3", "--months", "1", "--seed", "11"])
+    assert first.exit_code == 0, first.output
+    assert "demo bank seeded" in first.output
+    for login in STAFF_LOGINS.values():
+        assert login in first.output
+    assert CUSTOMER_PASSWORD in first.output and STAFF_PASSWORD in first.output
+    assert "/app/" in first.output and "/staff/" in first.output and "/docs" in first.output
+    customers = _one(cli_url, "SELECT count(*) FROM customers.customers")
+    assert customers == 3 + len(BUSINESSES) + APPLICANTS
+
+    again = runner.invoke(app, ["demo", "--customers", "3", "--months", "1", "--seed", "11"])
+    assert again.exit_code == 0, again.output
+    assert "already seeded" in again.output
+    assert _one(cli_url, "SELECT count(*) FROM customers.customers") == customers
+
+    monkeypatch.setenv("SMARTBANK_ENV", "production")
+    get_settings.cache_clear()
+    refused = runner.invoke(app, ["demo"])
+    assert refused.exit_code == 1 and "production" in refused.output
