@@ -99,9 +99,55 @@ def worker() -> None:
 
 
 @app.command()
-def up() -> None:
-    """Start the whole platform on this machine: database, migrations, API and worker."""
+def up(
+    with_demo: bool = typer.Option(True, "--demo/--no-demo", help="Seed the demo bank first (once; development only)."),
+) -> None:
+    """Start the whole platform on this machine: database, migrations, demo bank, API and worker."""
+    settings = get_settings()
+    if with_demo and settings.env == "development":
+        from smartbank.demo import DemoIncomplete
+
+        try:
+            _seed_demo(None, None, None)
+        except DemoIncomplete as exc:
+            console.print(f"[yellow]demo: {exc}; serving without it[/yellow]")
     serve(host=None, port=None, workers=None, worker=True)  # type: ignore[arg-type]
+
+
+@app.command()
+def demo(
+    customers: int = typer.Option(None, min=1, max=2000, help="Customers besides the businesses (default 300)."),
+    months: int = typer.Option(None, min=1, max=24, help="Months of payment history, ending now (default 6)."),
+    seed: int = typer.Option(None, help="Seed of names, documents and payments (default 2026)."),
+) -> None:
+    """Seed a believable demo bank through the services, once; print the logins to try."""
+    from smartbank.demo import DemoIncomplete
+
+    try:
+        _seed_demo(customers, months, seed)
+    except DemoIncomplete as exc:
+        console.print(f"[red]demo: {exc}[/red]")
+        sys.exit(1)
+
+
+def _seed_demo(customers: int | None, months: int | None, seed: int | None) -> None:
+    from smartbank import demo as demo_bank
+    from smartbank.platform.migrate import upgrade
+
+    settings = get_settings()
+    if settings.env == "production":
+        raise demo_bank.DemoIncomplete("the demo bank has published passwords; it never runs in production")
+    url = _database_url()
+    upgrade(url)
+    demo_bank.run(
+        settings,
+        url,
+        console,
+        customers=customers or demo_bank.DEFAULT_CUSTOMERS,
+        months=months or demo_bank.DEFAULT_MONTHS,
+        seed_value=demo_bank.DEFAULT_SEED if seed is None else seed,
+        base_url=f"http://{settings.host}:{settings.port}",
+    )
 
 
 @app.command()

@@ -242,7 +242,6 @@ class BankingService:
 
     # -- access ----------------------------------------------------------------------------------
 
-
     async def _record(self, conn: Any, event: AuditEvent) -> None:
         """Append an audit row dated by this service's clock."""
         await record(conn, replace(event, occurred_at=event.occurred_at or self._clock.now()))

@@ -227,7 +227,6 @@ class CustomerService:
 
     # -- verification codes --------------------------------------------------------------------
 
-
     async def _record(self, request: RequestInfo | None, conn: AsyncConnection, event: AuditEvent) -> None:
         """Append an audit row dated by this service's clock, with where the request came from."""
         await _record(request, conn, replace(event, occurred_at=event.occurred_at or self._clock.now()))
