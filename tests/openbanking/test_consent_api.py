@@ -22,7 +22,7 @@ from tests.banking.http_helpers import Bank, all_rows, scalar
 
 from .helpers import AISP, PERMISSIONS, Partner, customer_with_mfa, grant, open_bank
 
-SPECS = Path(__file__).resolve().parents[3] / "shared" / "specs" / "obie-v4.0"
+SPECS = Path(__file__).resolve().parents[2] / "specs" / "obie-v4.0"
 URN = "urn:obie-ais"
 
 

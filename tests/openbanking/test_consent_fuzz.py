@@ -21,7 +21,7 @@ from schemathesis.python.asgi import ASGIClient, get_client, shutdown_lifespans
 from smartbank.platform.settings import Settings
 from smartbank.web.app import create_app
 
-SPECS = Path(__file__).resolve().parents[3] / "shared" / "specs" / "obie-v4.0"
+SPECS = Path(__file__).resolve().parents[2] / "specs" / "obie-v4.0"
 EXAMPLES = int(os.environ.get("SMARTBANK_FUZZ_EXAMPLES", "25"))
 #: (method, status) of every fuzzed call, to show that the fuzzer got past authentication.
 SEEN: list[tuple[str, int]] = []
