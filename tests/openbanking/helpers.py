@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import hashlib
 import json
 import re
@@ -345,7 +346,9 @@ def payment_request(creditor_number: str, amount: str = "12.34", name: str = "æ
 
 def payment_of(consent: dict[str, Any]) -> dict[str, Any]:
     """The ``OBWriteDomestic2`` that executes a payment consent (its Initiation and Risk, unchanged)."""
-    return {
-        "Data": {"ConsentId": consent["Data"]["ConsentId"], "Initiation": consent["Data"]["Initiation"]},
-        "Risk": consent["Risk"],
-    }
+    return copy.deepcopy(
+        {
+            "Data": {"ConsentId": consent["Data"]["ConsentId"], "Initiation": consent["Data"]["Initiation"]},
+            "Risk": consent["Risk"],
+        }
+    )
