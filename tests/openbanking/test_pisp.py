@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import psycopg
 import pytest
 
 from smartbank.platform.settings import Settings
@@ -405,3 +406,26 @@ def test_funds_consent_for_another_bank_account_is_refused(bank: Bank) -> None:
     )
     assert refused.status_code == 400
     assert schema_errors(refused.json(), "OBErrorResponse1", "cof") == []
+
+
+def test_a_pending_payment_is_read_as_banking_has_it_now(bank: Bank, who: MfaCustomer, payee: Customer) -> None:
+    partner, consent, token = authorised_payment(bank, who, payee)
+    paid = partner.signed_post(f"{PISP}/domestic-payments", payment_of(consent), token).json()
+    payment_id = paid["Data"]["DomesticPaymentId"]
+    with psycopg.connect(bank.url) as conn:  # as if banking had answered "still at work" back then
+        conn.execute("UPDATE openbanking.domestic_payments SET status = 'PDNG' WHERE id = %s", (payment_id,))
+    cc = partner.client_credentials_token("payments")
+    read = bank.client.get(f"{PISP}/domestic-payments/{payment_id}", headers={"Authorization": f"Bearer {cc}"})
+    assert read.status_code == 200
+    assert read.json()["Data"]["Status"] == "ACSC"
+    assert scalar(bank.url, "SELECT status FROM openbanking.domestic_payments WHERE id = %s", payment_id) == "ACSC"
+    assert payments_of(bank, who.customer.id) == 1
+
+
+def test_the_customer_sees_a_used_payment_consent_in_their_list(bank: Bank, who: MfaCustomer, payee: Customer) -> None:
+    partner, consent, token = authorised_payment(bank, who, payee)
+    assert partner.signed_post(f"{PISP}/domestic-payments", payment_of(consent), token).status_code == 201
+    page = bank.client.get("/app/consents")
+    assert page.status_code == 200
+    assert consent["Data"]["ConsentId"] in page.text
+    assert "One payment, made once" in page.text and "Used" in page.text

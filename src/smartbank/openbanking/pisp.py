@@ -690,6 +690,11 @@ class PaymentInitiation:
         self._core._require_client_credentials(ctx, "payments")
         payment = await self._load(ctx, payment_id)
         consent = await self._consent(ctx, payment.consent_id, ConsentKind.DOMESTIC_PAYMENT)
+        if payment.status == PaymentStatus.PENDING.value and payment.banking_payment_id is not None:
+            # Banking answered "still at work" at the time: ask it how the payment stands now.
+            current = await self._banking.get_payment(self.customer(consent), payment.banking_payment_id)
+            if current.status is not BankingPaymentStatus.SUBMITTED:
+                payment = await self.drive(payment.id, consent, None)
         return payment, consent
 
     async def recover(self, limit: int = RECOVERY_BATCH) -> int:

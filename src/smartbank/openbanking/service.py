@@ -1362,7 +1362,7 @@ class OpenBankingService:
                     f"""
                     SELECT {", ".join("c." + c.strip() for c in _CONSENT_COLUMNS.split(","))}, k.name AS client_name
                     FROM openbanking.consents c JOIN openbanking.clients k ON k.client_id = c.client_id
-                    WHERE c.customer_id = :cid AND c.status IN ('AUTH', 'CANC', 'EXPD', 'RJCT')
+                    WHERE c.customer_id = :cid AND c.status IN ('AUTH', 'COND', 'CANC', 'EXPD', 'RJCT')
                     ORDER BY c.created_at DESC LIMIT :limit
                     """
                 ),
