@@ -21,6 +21,8 @@ audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True
 app.add_typer(audit_app, name="audit")
 staff_app = typer.Typer(help="Staff logins.", no_args_is_help=True)
 app.add_typer(staff_app, name="staff")
+openbanking_app = typer.Typer(help="Open banking: partner apps and the sandbox.", no_args_is_help=True)
+app.add_typer(openbanking_app, name="openbanking")
 console = Console(stderr=True)
 
 
@@ -279,6 +281,84 @@ def staff_create(
     if generated:
         console.print("One-time password (shown once; change it and enrol MFA at first login):")
         print(password)
+
+
+SANDBOX_GUIDE = """
+Sandbox partner app registered: {client_id} ({name})
+Its private key and settings: {path} (keep it private; it is the app's only credential)
+
+Run the whole flow (start the bank first: python3 dev.py run; log in as a customer with MFA set up):
+
+  .venv/bin/python examples/openbanking_flow.py --config {path}
+  .venv/bin/python examples/openbanking_flow.py --config {path} --pay-to <account number> --amount 1.00
+
+The script discovers {issuer}/.well-known/oauth-authorization-server, creates an account-access
+consent with a client-credentials token (private_key_jwt), pushes the authorization request (PAR, PKCE
+S256) and prints the authorize URL. Open it, log in, choose an account, confirm with your authenticator
+code, and paste the URL the browser lands on ({redirect_uri}?code=...). It exchanges the code, reads
+your accounts and balances, then (with --pay-to) makes a signed domestic payment the same way.
+curl steps for each call: docs/openbanking.md ("Try it").
+"""
+
+
+@openbanking_app.command("sandbox")
+def openbanking_sandbox(
+    config: Path = typer.Option(Path("smartbank-sandbox-partner.json"), help="Where to write the app's key file."),
+    redirect_uri: str = typer.Option("http://localhost:8765/callback", help="The app's redirect URI."),
+    name: str = typer.Option("Sandbox budget app", help="The app's name, shown on the consent screen."),
+    notification_uri: str | None = typer.Option(None, help="Where to send event notifications (webhooks)."),
+) -> None:
+    """Register a sample sandbox partner app (private_key_jwt, ES256) and print how to run the flow."""
+    import json
+
+    from joserfc.jwk import ECKey
+
+    from smartbank.identity.model import ClientInfo
+    from smartbank.openbanking.errors import OAuth2Error
+    from smartbank.platform.migrate import upgrade
+    from smartbank.web.app import Runtime
+
+    settings = get_settings()
+    url = _database_url()
+    upgrade(url)
+    key = ECKey.generate_key("P-256", {"use": "sig", "alg": "ES256"}, private=True)
+    key.ensure_kid()
+    metadata = {
+        "client_name": name,
+        "redirect_uris": [redirect_uri],
+        "token_endpoint_auth_method": "private_key_jwt",
+        "jwks": {"keys": [key.as_dict(private=False)]},
+        "software_id": "smartbank-sandbox-sample",
+    }
+    if notification_uri:
+        metadata["event_notification_uri"] = notification_uri
+
+    async def main() -> str:
+        runtime = Runtime.build(settings, url)
+        try:
+            registration = await runtime.openbanking.register_client(metadata, ClientInfo())
+            return registration.client.client_id
+        finally:
+            await runtime.db.dispose()
+
+    try:
+        client_id = asyncio.run(main())
+    except OAuth2Error as exc:
+        console.print(f"[red]openbanking sandbox: {exc.error}: {exc.description}[/red]")
+        sys.exit(1)
+    document = {
+        "issuer": settings.issuer,
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "private_jwk": key.as_dict(private=True),
+    }
+    config.touch(mode=0o600)
+    config.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    print(
+        SANDBOX_GUIDE.format(
+            client_id=client_id, name=name, path=config, issuer=settings.issuer, redirect_uri=redirect_uri
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import hashlib
+import json
 import re
 import secrets
 import time
@@ -18,8 +20,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from fastapi.testclient import TestClient
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.jwk import ECKey, RSAKey
+from joserfc.registry import HeaderParameter, is_int, is_str
 
 from smartbank.kernel.clock import FrozenClock
 from smartbank.platform.settings import Settings
@@ -30,6 +33,24 @@ REDIRECT_URI = "https://partner.example/callback"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 AISP = "/open-banking/v4.0/aisp"
 PERMISSIONS = ["ReadAccountsBasic", "ReadBalances", "ReadTransactionsBasic", "ReadTransactionsCredits"]
+PISP = "/open-banking/v4.0/pisp"
+CBPII = "/open-banking/v4.0/cbpii"
+
+
+class _Registry(jws.JWSRegistry):
+    max_header_length = 2048
+
+
+# A partner's own JOSE set-up for message signatures: the OBIE header parameters are understood.
+_REGISTRY = _Registry(
+    header_registry={
+        "http://openbanking.org.uk/iat": HeaderParameter("iat", is_int),
+        "http://openbanking.org.uk/iss": HeaderParameter("iss", is_str),
+        "http://openbanking.org.uk/tan": HeaderParameter("tan", is_str),
+        "cty": HeaderParameter("cty", is_str),
+    },
+    algorithms=["PS256", "ES256"],
+)
 
 
 @contextlib.contextmanager
@@ -97,8 +118,8 @@ class Partner:
     def post(self, path: str, data: dict[str, str]) -> Any:
         return self.bank.client.post(path, data={**self.auth(), **data})
 
-    def client_credentials_token(self) -> str:
-        response = self.post("/oauth2/token", {"grant_type": "client_credentials", "scope": "accounts"})
+    def client_credentials_token(self, scope: str = "accounts") -> str:
+        response = self.post("/oauth2/token", {"grant_type": "client_credentials", "scope": scope})
         assert response.status_code == 200, response.text
         return str(response.json()["access_token"])
 
@@ -111,12 +132,12 @@ class Partner:
         assert response.status_code == 201, response.text
         return dict(response.json())
 
-    def push(self, consent_id: str, challenge: str, **overrides: str) -> Any:
+    def push(self, consent_id: str, challenge: str, scope: str = "openid accounts", **overrides: str) -> Any:
         params = {
             "response_type": "code",
             "client_id": self.client_id,
             "redirect_uri": REDIRECT_URI,
-            "scope": "openid accounts",
+            "scope": scope,
             "state": "st-" + secrets.token_hex(4),
             "code_challenge": challenge,
             "code_challenge_method": "S256",
@@ -124,6 +145,47 @@ class Partner:
             **overrides,
         }
         return self.post("/oauth2/par", {k: v for k, v in params.items() if v is not None})
+
+    def sign(self, body: bytes, **overrides: Any) -> str:
+        """A detached ``x-jws-signature`` over ``body`` (b64=false, the OBIE claims critical)."""
+        tan = urlsplit(self.bank.runtime.settings.issuer).hostname
+        header = {
+            "alg": self.algorithm,
+            "kid": self.key.kid,
+            "typ": "JOSE",
+            "cty": "application/json",
+            "b64": False,
+            "http://openbanking.org.uk/iat": int(self.bank.clock.now().timestamp()),
+            "http://openbanking.org.uk/iss": self.client_id,
+            "http://openbanking.org.uk/tan": tan,
+            "crit": [
+                "b64",
+                "http://openbanking.org.uk/iat",
+                "http://openbanking.org.uk/iss",
+                "http://openbanking.org.uk/tan",
+            ],
+            **overrides,
+        }
+        header = {k: v for k, v in header.items() if v is not None}
+        token = jws.serialize_compact(header, body, self.key, algorithms=[self.algorithm], registry=_REGISTRY)
+        head, _, signature = token.rpartition(".")
+        return head.split(".")[0] + ".." + signature
+
+    def signed_post(self, path: str, body: Any, token: str, *, key: str | None = None, **headers: str) -> Any:
+        """POST ``body`` as JSON, signed, with an idempotency key (a new one unless given)."""
+        content = json.dumps(body).encode()
+        return self.bank.client.post(
+            path,
+            content=content,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+                "x-idempotency-key": key or secrets.token_hex(8),
+                "x-jws-signature": self.sign(content),
+                "x-fapi-interaction-id": str(uuid.uuid4()),
+                **headers,
+            },
+        )
 
     def exchange(self, code: str, verifier: str, redirect_uri: str = REDIRECT_URI) -> Any:
         return self.post(
@@ -250,3 +312,43 @@ def consent_status(bank: Bank, partner: Partner, consent_id: str) -> str:
     )
     assert response.status_code == 200, response.text
     return str(response.json()["Data"]["Status"])
+
+
+def authorise(bank: Bank, who: MfaCustomer, partner: Partner, consent_id: str, scope: str) -> dict[str, Any]:
+    """PAR for ``consent_id``, the customer's approval with MFA (their account), the code exchanged."""
+    verifier, challenge = verifier_and_challenge()
+    pushed = partner.push(consent_id, challenge, scope=scope)
+    assert pushed.status_code == 201, pushed.text
+    sign_in(bank, who, "/app/")
+    answer = decide(bank, who, consent_page(bank, partner, pushed.json()["request_uri"]))
+    assert answer.status_code == 303, answer.text
+    code = query_of(answer.headers["location"])["code"]
+    exchanged = partner.exchange(code, verifier)
+    assert exchanged.status_code == 200, exchanged.text
+    return dict(exchanged.json())
+
+
+def payment_request(creditor_number: str, amount: str = "12.34", name: str = "李雷") -> dict[str, Any]:
+    """An ``OBWriteDomesticConsent4`` paying ``amount`` CNY to an account of this bank."""
+    return {
+        "Data": {
+            "Initiation": {
+                "InstructionIdentification": "instr-" + secrets.token_hex(4),
+                "EndToEndIdentification": "e2e-" + secrets.token_hex(4),
+                "InstructedAmount": {"Amount": amount, "Currency": "CNY"},
+                "CreditorAccount": {"SchemeName": "UK.OBIE.BBAN", "Identification": creditor_number, "Name": name},
+                "RemittanceInformation": {"Unstructured": ["Invoice 42"]},
+            }
+        },
+        "Risk": {"PaymentContextCode": "TransferToThirdParty"},
+    }
+
+
+def payment_of(consent: dict[str, Any]) -> dict[str, Any]:
+    """The ``OBWriteDomestic2`` that executes a payment consent (its Initiation and Risk, unchanged)."""
+    return copy.deepcopy(
+        {
+            "Data": {"ConsentId": consent["Data"]["ConsentId"], "Initiation": consent["Data"]["Initiation"]},
+            "Risk": consent["Risk"],
+        }
+    )

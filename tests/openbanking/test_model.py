@@ -80,3 +80,64 @@ def test_awaiting_and_authorised_consents_expire_others_keep_their_status() -> N
     assert status_now(ConsentStatus.AUTHORISED, None, NOW) is ConsentStatus.AUTHORISED
     assert status_now(ConsentStatus.CANCELLED, past, NOW) is ConsentStatus.CANCELLED
     assert status_now(ConsentStatus.REJECTED, past, NOW) is ConsentStatus.REJECTED
+
+
+def test_account_view_follows_the_permissions() -> None:
+    from smartbank.openbanking.model import AccountView
+
+    basic = AccountView.of(["ReadAccountsBasic", "ReadTransactionsBasic", "ReadTransactionsCredits"])
+    assert (basic.accounts, basic.account_identification, basic.balances) == (True, False, False)
+    assert (basic.credits, basic.debits, basic.transaction_detail, basic.direction) == (True, False, False, "in")
+    both = AccountView.of(["ReadTransactionsDetail", "ReadTransactionsCredits", "ReadTransactionsDebits"])
+    assert (both.direction, both.transaction_detail, both.accounts) == (None, True, False)
+    assert AccountView.of(["ReadTransactionsDebits", "ReadTransactionsBasic"]).direction == "out"
+    assert not AccountView.of(["ReadTransactionsBasic"]).transactions  # no direction: nothing shown
+    assert not AccountView.of(["ReadTransactionsCredits"]).transactions  # no Basic or Detail
+
+
+def test_booking_window_never_widens_the_consent() -> None:
+    from smartbank.openbanking.model import booking_window
+
+    jan, feb, mar, apr = (datetime(2026, m, 1, tzinfo=UTC) for m in (1, 2, 3, 4))
+    assert booking_window(feb, mar, jan, apr) == (feb, mar)
+    assert booking_window(jan, apr, feb, mar) == (feb, mar)
+    assert booking_window(None, None, feb, None) == (feb, None)
+    assert booking_window(None, None, None, None) == (None, None)
+
+
+def test_retries_double_and_are_capped() -> None:
+    from smartbank.openbanking.model import retry_delay
+
+    assert [retry_delay(n).total_seconds() for n in (1, 2, 3, 4)] == [30, 60, 120, 240]
+    assert retry_delay(10) == timedelta(hours=1)
+    assert retry_delay(1000) == timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("key", "ok"),
+    [
+        ("abc-123", True),
+        ("x" * 40, True),
+        ("", False),
+        (None, False),
+        ("x" * 41, False),
+        (" padded", False),
+        ("密钥", False),
+        ("tab\there", False),
+    ],
+)
+def test_idempotency_keys_are_short_printable_ascii(key: str | None, ok: bool) -> None:
+    from smartbank.openbanking.model import check_idempotency_key
+
+    assert (check_idempotency_key(key) is None) is ok
+
+
+def test_notification_uris_need_https_except_in_the_sandbox() -> None:
+    from smartbank.openbanking.model import notification_uri_problem
+
+    assert notification_uri_problem("https://partner.example/events", sandbox=False) is None
+    assert notification_uri_problem("http://partner.example/events", sandbox=False) is not None
+    assert notification_uri_problem("http://127.0.0.1:9000/events", sandbox=True) is None
+    assert notification_uri_problem("https://partner.example/events#x", sandbox=True) is not None
+    assert notification_uri_problem("https://u:p@partner.example/", sandbox=True) is not None
+    assert notification_uri_problem("ftp://partner.example/", sandbox=True) is not None

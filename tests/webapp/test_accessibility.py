@@ -275,6 +275,26 @@ def test_the_open_banking_consent_pages_have_no_serious_or_critical_accessibilit
     page.goto("/app/consents")
     expect(page.locator(f'[data-consent="{consent.id}"]')).to_be_visible()
     checked["consents"] = blocking_violations(page)
+
+    # The payment variant of the consent screen: amount, payee and reference, one payer account.
+    payer = AccessContext(app.client_id, "client_credentials", "payments", None, None)
+    initiation = {
+        "InstructionIdentification": "i-1",
+        "EndToEndIdentification": "e-1",
+        "InstructedAmount": {"Amount": "12.30", "Currency": "CNY"},
+        "CreditorAccount": {"SchemeName": "UK.OBIE.BBAN", "Identification": customer.account_number, "Name": "郭靖"},
+    }
+    payment = live_bank.run(
+        lambda: rt.openbanking.payments.create_payment_consent(
+            payer, {"Data": {"Initiation": initiation}, "Risk": {}}, "a11y-1", ClientInfo()
+        )
+    )
+    pay_request = live_bank.run(
+        lambda: rt.openbanking.authorize({**params, "scope": ["payments"], "openbanking_intent_id": [payment.id]})
+    )
+    page.goto(f"/app/consents/authorize/{pay_request}")
+    expect(page.locator("dd.amount")).to_be_visible()
+    checked["payment-consent"] = blocking_violations(page)
     context.close()
 
     assert {name: found for name, found in checked.items() if found} == {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qs, urlencode
 
@@ -21,7 +22,9 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from smartbank.identity.deps import RateLimited, client_info, rate_limit
 from smartbank.kernel.errors import DomainError
 from smartbank.openbanking.errors import InvalidClientMetadataError, OAuth2Error, OBError, OBErrorCode
-from smartbank.openbanking.jose import public_jwks
+from smartbank.openbanking.jose import SignatureProblem, public_jwks, sign_detached, verify_detached
+from smartbank.openbanking.model import ConsentKind
+from smartbank.openbanking.pisp import CBPII, PISP, DomesticPayment, consent_status
 from smartbank.openbanking.service import AccessContext, Client, Consent, OpenBankingService
 
 MAX_FORM_BYTES: Final = 16_384
@@ -29,6 +32,8 @@ MAX_JSON_BYTES: Final = 65_536
 AISP: Final = "/open-banking/v4.0/aisp"
 CONSENT_PAGE: Final = "/app/consents/authorize"
 INTERACTION_HEADER: Final = "x-fapi-interaction-id"
+SIGNATURE_HEADER: Final = "x-jws-signature"
+IDEMPOTENCY_HEADER: Final = "x-idempotency-key"
 _INTERACTION_ID: Final = re.compile(r"^[A-Za-z0-9\-]{1,64}$")
 
 router = APIRouter(include_in_schema=False)
@@ -241,29 +246,83 @@ def consent_body(consent: Consent, self_url: str) -> dict[str, Any]:
     return {"Data": data, "Risk": {}, "Links": {"Self": self_url}, "Meta": {}}
 
 
+_SIGNATURE_CODES: Final = {
+    "missing": OBErrorCode.SIGNATURE_MISSING,
+    "malformed": OBErrorCode.SIGNATURE_MALFORMED,
+    "invalid": OBErrorCode.SIGNATURE_INVALID,
+    "claim": OBErrorCode.SIGNATURE_INVALID_CLAIM,
+}
+
+
 async def _ob(
-    request: Request, status: int, handler: Callable[[AccessContext], Awaitable[dict[str, Any] | None]]
+    request: Request,
+    status: int,
+    handler: Callable[[AccessContext], Awaitable[dict[str, Any] | None]],
+    *,
+    signed_request: bool = False,
 ) -> Response:
-    """Run a resource-API operation: bearer token, ``x-fapi-interaction-id``, OBErrorResponse1 errors."""
+    """Run a resource-API operation: bearer token, ``x-fapi-interaction-id``, OBErrorResponse1 errors,
+    the partner's ``x-jws-signature`` checked (``signed_request``) and the bank's on every JSON answer."""
     interaction = _interaction_id(request)
     headers = {INTERACTION_HEADER: interaction, "Cache-Control": "no-store"}
+    service = _service(request)
     try:
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         ctx = None
         if scheme.lower() == "bearer" and credentials.strip():
-            ctx = await _service(request).authenticate_access_token(credentials.strip())
+            ctx = await service.authenticate_access_token(credentials.strip())
         if ctx is None:
             headers["WWW-Authenticate"] = 'Bearer realm="smartbank"'
             raise OBError(401, OBErrorCode.HEADER_INVALID, "a valid access token is required", "Authorization")
+        if signed_request:
+            await _verify_signature(request, service, ctx)
         body = await handler(ctx)
     except OBError as exc:
-        return JSONResponse(exc.body(interaction), status_code=exc.status, headers=headers)
+        return _signed(service, exc.body(interaction), exc.status, headers)
     except DomainError as exc:
         error = OBError(exc.http_status if exc.http_status < 500 else 400, OBErrorCode.FIELD_INVALID, exc.message)
-        return JSONResponse(error.body(interaction), status_code=error.status, headers=headers)
+        return _signed(service, error.body(interaction), error.status, headers)
     if body is None:
         return Response(status_code=status, headers=headers)
-    return JSONResponse(body, status_code=status, headers=headers, media_type="application/json")
+    if isinstance(body.get(_REFUSAL), dict):  # a payment banking refused, answered as it was the first time
+        refusal = body[_REFUSAL]
+        error = OBError(int(refusal["status"]), OBErrorCode(refusal["code"]), str(refusal["message"]))
+        return _signed(service, error.body(interaction), error.status, headers)
+    return _signed(service, body, status, headers)
+
+
+_REFUSAL: Final = "__refusal__"
+
+
+def _signed(service: OpenBankingService, body: dict[str, Any], status: int, headers: dict[str, str]) -> Response:
+    """A JSON answer with the bank's detached signature over its exact bytes (``x-jws-signature``)."""
+    content = orjson.dumps(body)
+    signature = sign_detached(
+        content, service.signing_key, issuer=service.issuer, trust_anchor=service.trust_anchor, now=service.now()
+    )
+    return Response(
+        content, status_code=status, media_type="application/json", headers={**headers, SIGNATURE_HEADER: signature}
+    )
+
+
+async def _verify_signature(request: Request, service: OpenBankingService, ctx: AccessContext) -> None:
+    """The partner's ``x-jws-signature`` over the exact request body, by a key it registered. Sandbox
+    apps that authenticate with a client secret have no keys and sign nothing."""
+    jwks = await service.client_jwks(ctx.client_id)
+    if jwks is None:
+        return
+    body = await request.body()
+    try:
+        verify_detached(
+            request.headers.get(SIGNATURE_HEADER),
+            body,
+            jwks,
+            signer=ctx.client_id,
+            trust_anchor=service.trust_anchor,
+            now=service.now(),
+        )
+    except SignatureProblem as exc:
+        raise OBError(400, _SIGNATURE_CODES[exc.kind], exc.message, SIGNATURE_HEADER) from exc
 
 
 async def _json(request: Request) -> Any:
@@ -303,3 +362,220 @@ async def delete_account_access_consent(request: Request, consent_id: str) -> Re
         await _service(request).delete_account_access_consent(ctx, consent_id, client_info(request))
 
     return await _ob(request, 204, handle)
+
+
+# -- account information (AISP) ---------------------------------------------------------------------------
+
+
+@router.get(f"{AISP}/accounts")
+async def accounts(request: Request) -> Response:
+    async def handle(ctx: AccessContext) -> dict[str, Any]:
+        return await _service(request).accounts.accounts(ctx, _service(request).url(f"{AISP}/accounts"))
+
+    return await _ob(request, 200, handle)
+
+
+@router.get(f"{AISP}/accounts/{{account_id}}")
+async def account(request: Request, account_id: str) -> Response:
+    async def handle(ctx: AccessContext) -> dict[str, Any]:
+        url = _service(request).url(f"{AISP}/accounts/{account_id}")
+        return await _service(request).accounts.account(ctx, account_id, url)
+
+    return await _ob(request, 200, handle)
+
+
+@router.get(f"{AISP}/accounts/{{account_id}}/balances")
+async def balances(request: Request, account_id: str) -> Response:
+    async def handle(ctx: AccessContext) -> dict[str, Any]:
+        url = _service(request).url(f"{AISP}/accounts/{account_id}/balances")
+        return await _service(request).accounts.balances(ctx, account_id, url)
+
+    return await _ob(request, 200, handle)
+
+
+def _query_time(request: Request, name: str) -> Any:
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00")) if len(value) <= 40 else None
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise OBError(400, OBErrorCode.FIELD_INVALID_DATE, "expected an ISO 8601 date-time", name)
+    # OBIE: a booking time without a zone is the bank's local time; this bank reads it as UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@router.get(f"{AISP}/accounts/{{account_id}}/transactions")
+async def transactions(request: Request, account_id: str) -> Response:
+    async def handle(ctx: AccessContext) -> dict[str, Any]:
+        service = _service(request)
+        return await service.accounts.transactions(
+            ctx,
+            account_id,
+            base_url=service.url(f"{AISP}/accounts/{account_id}/transactions"),
+            from_=_query_time(request, "fromBookingDateTime"),
+            to=_query_time(request, "toBookingDateTime"),
+            cursor=request.query_params.get("page"),
+        )
+
+    return await _ob(request, 200, handle)
+
+
+# -- payment initiation (PISP) ------------------------------------------------------------------------------
+
+
+def payment_consent_body(consent: Consent, self_url: str, now: datetime) -> dict[str, Any]:
+    """An ``OBWriteDomesticConsentResponse5``: the request as sent, with the consent's id and status."""
+    details = consent.details or {}
+    data: dict[str, Any] = {
+        "ConsentId": consent.id,
+        "CreationDateTime": _iso(consent.created_at),
+        "Status": consent_status(consent, now),
+        "StatusUpdateDateTime": _iso(consent.status_updated_at),
+        "Initiation": details.get("Initiation"),
+    }
+    if "ReadRefundAccount" in details:
+        data["ReadRefundAccount"] = details["ReadRefundAccount"]
+    return {"Data": data, "Risk": details.get("Risk", {}), "Links": {"Self": self_url}, "Meta": {}}
+
+
+def payment_body(payment: DomesticPayment, consent: Consent, self_url: str) -> dict[str, Any]:
+    """An ``OBWriteDomesticResponse5``, or the refusal banking gave when the payment was made."""
+    if payment.refusal is not None:
+        return {_REFUSAL: payment.refusal}
+    return {
+        "Data": {
+            "DomesticPaymentId": payment.id,
+            "ConsentId": payment.consent_id,
+            "CreationDateTime": _iso(payment.created_at),
+            "Status": payment.status,
+            "StatusUpdateDateTime": _iso(payment.status_updated_at),
+            "Initiation": (consent.details or {}).get("Initiation"),
+        },
+        "Links": {"Self": self_url},
+        "Meta": {},
+    }
+
+
+@router.post(f"{PISP}/domestic-payment-consents")
+async def create_domestic_payment_consent(request: Request) -> Response:
+    async def handle(ctx: AccessContext) -> dict[str, Any]:
+        service = _service(request)
+        consent = await service.payments.create_payment_consent(
+            ctx, await _json(request), request.headers.get(IDEMPOTENCY_HEADER), client_info(request)
+        )
+        return payment_consent_body(
+            consent, service.url(f"{PISP}/domestic-payment-consents/{consent.id}"), service.now()
+        )
+
+    return await _ob(request, 201, handle, signed_request=True)
+
+
+@router.get(f"{PISP}/domestic-payment-consents/{{consent_id}}")
+async def get_domestic_payment_consent(request: Request, consent_id: str) -> Response:
+    async def handle(ctx: AccessContext) -> dict[str, Any]:
+        service = _service(request)
+        consent = await service.payments.get_payment_consent(ctx, consent_id)
+        return payment_consent_body(
+            consent, service.url(f"{PISP}/domestic-payment-consents/{consent.id}"), service.now()
+        )
+
+    return await _ob(request, 200, handle)
+
+
+@router.get(f"{PISP}/domestic-payment-consents/{{consent_id}}/funds-confirmation")
+async def domestic_payment_funds_confirmation(request: Request, consent_id: str) -> Response:
+    async def handle(ctx: AccessContext) -> dict[str, Any]:
+        service = _service(request)
+        available, at = await service.payments.payment_funds(ctx, consent_id)
+        return {
+            "Data": {"FundsAvailableResult": {"FundsAvailableDateTime": _iso(at), "FundsAvailable": available}},
+            "Links": {"Self": service.url(f"{PISP}/domestic-payment-consents/{consent_id}/funds-confirmation")},
+            "Meta": {},
+        }
+
+    return await _ob(request, 200, handle)
+
+
+@router.post(f"{PISP}/domestic-payments")
+async def create_domestic_payment(request: Request) -> Response:
+    async def handle(ctx: AccessContext) -> dict[str, Any]:
+        service = _service(request)
+        payment, consent = await service.payments.create_payment(
+            ctx, await _json(request), request.headers.get(IDEMPOTENCY_HEADER), client_info(request)
+        )
+        return payment_body(payment, consent, service.url(f"{PISP}/domestic-payments/{payment.id}"))
+
+    return await _ob(request, 201, handle, signed_request=True)
+
+
+@router.get(f"{PISP}/domestic-payments/{{payment_id}}")
+async def get_domestic_payment(request: Request, payment_id: str) -> Response:
+    async def handle(ctx: AccessContext) -> dict[str, Any]:
+        service = _service(request)
+        payment, consent = await service.payments.get_payment(ctx, payment_id)
+        if payment.refusal is not None:  # refused when it was made: there is no payment to show
+            raise OBError(404, OBErrorCode.NOT_FOUND, "no such domestic payment", "DomesticPaymentId")
+        return payment_body(payment, consent, service.url(f"{PISP}/domestic-payments/{payment.id}"))
+
+    return await _ob(request, 200, handle)
+
+
+# -- confirmation of funds (CBPII) ---------------------------------------------------------------------------
+
+
+def funds_consent_body(consent: Consent, self_url: str) -> dict[str, Any]:
+    """An ``OBFundsConfirmationConsentResponse1``."""
+    data: dict[str, Any] = {
+        "ConsentId": consent.id,
+        "CreationDateTime": _iso(consent.created_at),
+        "Status": consent.status.value,
+        "StatusUpdateDateTime": _iso(consent.status_updated_at),
+        "DebtorAccount": (consent.details or {}).get("DebtorAccount"),
+    }
+    if consent.expires_at is not None:
+        data["ExpirationDateTime"] = _iso(consent.expires_at)
+    return {"Data": data, "Links": {"Self": self_url}, "Meta": {}}
+
+
+@router.post(f"{CBPII}/funds-confirmation-consents")
+async def create_funds_confirmation_consent(request: Request) -> Response:
+    async def handle(ctx: AccessContext) -> dict[str, Any]:
+        service = _service(request)
+        consent = await service.payments.create_funds_consent(ctx, await _json(request), client_info(request))
+        return funds_consent_body(consent, service.url(f"{CBPII}/funds-confirmation-consents/{consent.id}"))
+
+    return await _ob(request, 201, handle)
+
+
+@router.get(f"{CBPII}/funds-confirmation-consents/{{consent_id}}")
+async def get_funds_confirmation_consent(request: Request, consent_id: str) -> Response:
+    async def handle(ctx: AccessContext) -> dict[str, Any]:
+        service = _service(request)
+        consent = await service.payments.get_funds_consent(ctx, consent_id)
+        return funds_consent_body(consent, service.url(f"{CBPII}/funds-confirmation-consents/{consent.id}"))
+
+    return await _ob(request, 200, handle)
+
+
+@router.delete(f"{CBPII}/funds-confirmation-consents/{{consent_id}}")
+async def delete_funds_confirmation_consent(request: Request, consent_id: str) -> Response:
+    async def handle(ctx: AccessContext) -> None:
+        await _service(request).payments.delete_funds_consent(ctx, consent_id, client_info(request))
+
+    return await _ob(request, 204, handle)
+
+
+@router.post(f"{CBPII}/funds-confirmations")
+async def confirm_funds(request: Request) -> Response:
+    async def handle(ctx: AccessContext) -> dict[str, Any]:
+        service = _service(request)
+        data = await service.payments.confirm_funds(ctx, await _json(request))
+        return {"Data": data, "Links": {"Self": service.url(f"{CBPII}/funds-confirmations")}, "Meta": {}}
+
+    return await _ob(request, 201, handle)
+
+
+__all__ = ["ConsentKind", "router"]

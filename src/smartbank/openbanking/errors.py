@@ -53,6 +53,20 @@ class OBErrorCode(StrEnum):
     INVALID_CONSENT_STATUS = "U009"  # UK.OBIE.Resource.InvalidConsentStatus
     INVALID_FORMAT = "U010"  # UK.OBIE.Resource.InvalidFormat
     NOT_FOUND = "U011"  # UK.OBIE.Resource.NotFound
+    AFTER_CUT_OFF = "U012"  # UK.OBIE.Rules.AfterCutOffDateTime
+    DUPLICATE_REFERENCE = "U013"  # UK.OBIE.Rules.DuplicateReference
+    SIGNATURE_INVALID = "U014"  # UK.OBIE.Signature.Invalid
+    SIGNATURE_INVALID_CLAIM = "U015"  # UK.OBIE.Signature.InvalidClaim
+    SIGNATURE_MALFORMED = "U016"  # UK.OBIE.Signature.Malformed
+    SIGNATURE_MISSING = "U017"  # UK.OBIE.Signature.Missing
+    SIGNATURE_MISSING_CLAIM = "U018"  # UK.OBIE.Signature.MissingClaim
+    SIGNATURE_UNEXPECTED = "U019"  # UK.OBIE.Signature.Unexpected
+    UNSUPPORTED_ACCOUNT_IDENTIFIER = "U020"  # UK.OBIE.Unsupported.AccountIdentifier
+    UNSUPPORTED_ACCOUNT_SECONDARY_IDENTIFIER = "U021"  # UK.OBIE.Unsupported.AccountSecondaryIdentifier
+    UNSUPPORTED_CURRENCY = "U022"  # UK.OBIE.Unsupported.Currency
+    UNSUPPORTED_FREQUENCY = "U023"  # UK.OBIE.Unsupported.Frequency
+    UNSUPPORTED_LOCAL_INSTRUMENT = "U024"  # UK.OBIE.Unsupported.LocalInstrument
+    UNSUPPORTED_SCHEME = "U025"  # UK.OBIE.Unsupported.Scheme
 
 
 #: The HTTP status category text of the (deprecated, still sent) ``Code`` field.

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
-from urllib.parse import unquote, urlencode
+from urllib.parse import unquote, urlencode, urlsplit
 
 from authlib.oauth2.rfc7591 import ClientMetadataClaims
 from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
@@ -34,7 +34,8 @@ from smartbank.identity.service import IdentityService
 from smartbank.kernel.clock import Clock
 from smartbank.kernel.errors import DomainError, ErrorCode
 from smartbank.kernel.ids import new_id
-from smartbank.openbanking import jose
+from smartbank.openbanking import events, jose
+from smartbank.openbanking.aisp import AccountInformation
 from smartbank.openbanking.errors import (
     AccessDeniedError,
     InvalidClientError,
@@ -50,6 +51,7 @@ from smartbank.openbanking.errors import (
     UnsupportedGrantTypeError,
     UnsupportedResponseTypeError,
 )
+from smartbank.openbanking.events import EventNotifications
 from smartbank.openbanking.model import (
     ACCESS_TOKEN_TTL,
     CHALLENGE_PATTERN,
@@ -59,22 +61,31 @@ from smartbank.openbanking.model import (
     MAX_STATE_CHARS,
     PAR_TTL,
     REFRESH_TOKEN_TTL,
+    RESOURCE_SCOPES,
     SCOPES,
     VERIFIER_PATTERN,
     AccountPermission,
     AuthMethod,
+    ConsentKind,
     ConsentStatus,
     Environment,
     consent_window_problems,
+    notification_uri_problem,
     permission_problems,
     redirect_uri_problem,
     scopes_of,
     status_now,
 )
+from smartbank.openbanking.pisp import PaymentInitiation
 from smartbank.platform.audit import AuditEvent, Outcome, record
 from smartbank.platform.db import Database
 
 REQUEST_URI_PREFIX: Final = "urn:ietf:params:oauth:request_uri:"
+_CONSENT_PATHS: Final = {
+    ConsentKind.ACCOUNT_ACCESS: "/open-banking/v4.0/aisp/account-access-consents",
+    ConsentKind.DOMESTIC_PAYMENT: "/open-banking/v4.0/pisp/domestic-payment-consents",
+    ConsentKind.FUNDS_CONFIRMATION: "/open-banking/v4.0/cbpii/funds-confirmation-consents",
+}
 MAX_CONSENTS_LISTED: Final = 100
 MAX_CLIENTS_LISTED: Final = 200
 MAX_NAME_CHARS: Final = 200
@@ -93,6 +104,7 @@ class Client:
     jwks: dict[str, Any] | None
     software_id: str | None
     created_at: datetime
+    event_notification_uri: str | None = None
 
     def metadata(self) -> dict[str, Any]:
         """The client's registered metadata (RFC 7591 §3.2.1), never its secret."""
@@ -111,6 +123,8 @@ class Client:
             data["jwks"] = self.jwks
         if self.software_id:
             data["software_id"] = self.software_id
+        if self.event_notification_uri:
+            data["event_notification_uri"] = self.event_notification_uri
         return data
 
 
@@ -125,6 +139,7 @@ class Registration:
 class Consent:
     id: str
     client_id: str
+    kind: ConsentKind
     status: ConsentStatus
     permissions: tuple[str, ...]
     expires_at: datetime | None
@@ -134,6 +149,12 @@ class Consent:
     account_ids: tuple[uuid.UUID, ...]
     created_at: datetime
     status_updated_at: datetime
+    #: What the partner asked for: a payment's ``Initiation`` and ``Risk``, a funds check's ``DebtorAccount``.
+    details: dict[str, Any] | None = None
+    authorised_at: datetime | None = None
+    #: Where an authorised payment consent pays to: the customer's payee, or their own account.
+    payee_id: uuid.UUID | None = None
+    to_account_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +166,7 @@ class AccessContext:
     scope: str
     consent_id: str | None
     customer_id: uuid.UUID | None
+    consent_kind: ConsentKind | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +197,7 @@ def _client(row: Any) -> Client:
         jwks=row.jwks,
         software_id=row.software_id,
         created_at=row.created_at,
+        event_notification_uri=row.event_notification_uri,
     )
 
 
@@ -182,6 +205,7 @@ def _consent(row: Any, now: datetime) -> Consent:
     return Consent(
         id=row.id,
         client_id=row.client_id,
+        kind=ConsentKind(row.kind),
         status=status_now(ConsentStatus(row.status), row.expires_at, now),
         permissions=tuple(row.permissions),
         expires_at=row.expires_at,
@@ -191,6 +215,10 @@ def _consent(row: Any, now: datetime) -> Consent:
         account_ids=tuple(row.account_ids),
         created_at=row.created_at,
         status_updated_at=row.status_updated_at,
+        details=row.details,
+        authorised_at=row.authorised_at,
+        payee_id=row.payee_id,
+        to_account_id=row.to_account_id,
     )
 
 
@@ -219,11 +247,12 @@ def _one(form: Mapping[str, list[str]], name: str) -> str | None:
 
 
 _CLIENT_COLUMNS: Final = (
-    "client_id, name, environment, auth_method, redirect_uris, grant_types, scope, jwks, software_id, created_at"
+    "client_id, name, environment, auth_method, redirect_uris, grant_types, scope, jwks, software_id, created_at,"
+    " event_notification_uri"
 )
 _CONSENT_COLUMNS: Final = (
-    "id, client_id, status, permissions, expires_at, transaction_from, transaction_to, customer_id, account_ids,"
-    " created_at, status_updated_at"
+    "id, client_id, kind, status, permissions, expires_at, transaction_from, transaction_to, customer_id, account_ids,"
+    " created_at, status_updated_at, details, authorised_at, payee_id, to_account_id"
 )
 
 
@@ -246,11 +275,29 @@ class OpenBankingService:
         self.issuer = issuer
         self.signing_key = jose.bank_signing_key(signing_master_key)
         self._passwords = passwords or identity.passwords
+        # The resource APIs and webhooks, on this service's consents, tokens and audit.
+        self.accounts = AccountInformation(self)
+        self.payments = PaymentInitiation(self)
+        self.notifications = EventNotifications(self)
+
+    @property
+    def trust_anchor(self) -> str:
+        """The ``http://openbanking.org.uk/tan`` of message signatures: this bank's host name."""
+        return urlsplit(self.issuer).hostname or self.issuer
 
     # -- endpoints ----------------------------------------------------------------------------------
 
     def url(self, path: str) -> str:
         return self.issuer + path
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    async def client_jwks(self, client_id: str) -> dict[str, Any] | None:
+        """The public keys a partner registered (None for a sandbox app that uses a client secret)."""
+        async with self._db.connect() as conn:
+            client = await self._load_client(conn, client_id)
+        return None if client is None else client.jwks
 
     @property
     def token_endpoint(self) -> str:
@@ -318,9 +365,18 @@ class OpenBankingService:
         response_types = metadata.get("response_types", ["code"])
         if response_types != ["code"]:
             raise InvalidClientMetadataError(description='response_types must be ["code"]')
-        scope = " ".join(scopes_of(metadata.get("scope") or "openid accounts"))
+        scope = " ".join(scopes_of(metadata.get("scope") or "openid accounts payments fundsconfirmations"))
         if not set(scope.split()) <= SCOPES:
-            raise InvalidClientMetadataError(description="scope: openid and accounts")
+            raise InvalidClientMetadataError(description="scope: openid, accounts, payments, fundsconfirmations")
+        notification_uri = metadata.get("event_notification_uri")
+        if notification_uri is not None:
+            problem = (
+                notification_uri_problem(notification_uri, sandbox=environment is Environment.SANDBOX)
+                if isinstance(notification_uri, str)
+                else "not a string"
+            )
+            if problem is not None:
+                raise InvalidClientMetadataError(description=f"event_notification_uri refused: {problem}")
         software_id = metadata.get("software_id")
         if software_id is not None and (not isinstance(software_id, str) or len(software_id) > 200):
             raise InvalidClientMetadataError(description="software_id must be a short string")
@@ -334,9 +390,10 @@ class OpenBankingService:
                     text(
                         f"""
                         INSERT INTO openbanking.clients (client_id, name, environment, auth_method, redirect_uris,
-                               grant_types, scope, jwks, secret_hash, software_id, registered_by, created_at)
+                               grant_types, scope, jwks, secret_hash, software_id, registered_by, created_at,
+                               event_notification_uri)
                         VALUES (:client_id, :name, :environment, :method, :uris, :grants, :scope,
-                                CAST(:jwks AS jsonb), :secret_hash, :software_id, :by, :now)
+                                CAST(:jwks AS jsonb), :secret_hash, :software_id, :by, :now, :notification_uri)
                         RETURNING {_CLIENT_COLUMNS}
                         """
                     ),
@@ -351,6 +408,7 @@ class OpenBankingService:
                         "jwks": json.dumps(jwks) if jwks is not None else None,
                         "secret_hash": secret_hash,
                         "software_id": software_id,
+                        "notification_uri": notification_uri,
                         "by": registered_by.id if registered_by else None,
                         "now": now,
                     },
@@ -535,19 +593,30 @@ class OpenBankingService:
         return _consent(row, now)
 
     @staticmethod
-    def _require_client_credentials(ctx: AccessContext) -> None:
-        if ctx.grant_type != "client_credentials" or "accounts" not in ctx.scope.split():
-            raise OBError(403, OBErrorCode.CONSENT_MISMATCH, "use a client-credentials token with the accounts scope")
+    def _require_client_credentials(ctx: AccessContext, scope: str = "accounts") -> None:
+        if ctx.grant_type != "client_credentials" or scope not in ctx.scope.split():
+            raise OBError(403, OBErrorCode.CONSENT_MISMATCH, f"use a client-credentials token with the {scope} scope")
 
-    async def _client_consent(self, conn: AsyncConnection, ctx: AccessContext, consent_id: str) -> Any:
+    async def _client_consent(
+        self,
+        conn: AsyncConnection,
+        ctx: AccessContext,
+        consent_id: str,
+        kind: ConsentKind = ConsentKind.ACCOUNT_ACCESS,
+        *,
+        lock: bool = True,
+    ) -> Any:
         row = (
             await conn.execute(
-                text(f"SELECT {_CONSENT_COLUMNS} FROM openbanking.consents WHERE id = :id FOR UPDATE"),
+                text(
+                    f"SELECT {_CONSENT_COLUMNS} FROM openbanking.consents WHERE id = :id"
+                    + (" FOR UPDATE" if lock else "")
+                ),
                 {"id": consent_id[:128]},
             )
         ).first()
-        if row is None or row.client_id != ctx.client_id:
-            raise OBError(404, OBErrorCode.NOT_FOUND, "no such account-access consent", "ConsentId")
+        if row is None or row.client_id != ctx.client_id or row.kind != kind.value:
+            raise OBError(404, OBErrorCode.NOT_FOUND, f"no such {kind.value.replace('_', '-')} consent", "ConsentId")
         return row
 
     async def get_account_access_consent(self, ctx: AccessContext, consent_id: str) -> Consent:
@@ -572,13 +641,20 @@ class OpenBankingService:
             )
 
     async def _cancel(self, conn: AsyncConnection, consent_id: str, now: datetime) -> int:
-        await conn.execute(
-            text(
-                "UPDATE openbanking.consents SET status = 'CANC', status_updated_at = :now"
-                " WHERE id = :id AND status IN ('AWAU', 'AUTH')"
-            ),
-            {"id": consent_id, "now": now},
-        )
+        cancelled = (
+            await conn.execute(
+                text(
+                    "UPDATE openbanking.consents SET status = 'CANC', status_updated_at = :now"
+                    " WHERE id = :id AND status IN ('AWAU', 'AUTH') RETURNING client_id, kind"
+                ),
+                {"id": consent_id, "now": now},
+            )
+        ).first()
+        if cancelled is not None:  # the partner hears of it (event notification) after commit
+            path = _CONSENT_PATHS[ConsentKind(cancelled.kind)]
+            await events.resource_updated(
+                conn, cancelled.client_id, path.rsplit("/", 1)[-1][:-1], consent_id, self.url(f"{path}/{consent_id}")
+            )
         revoked = await conn.execute(
             text("UPDATE openbanking.tokens SET revoked_at = :now WHERE consent_id = :id AND revoked_at IS NULL"),
             {"id": consent_id, "now": now},
@@ -609,8 +685,10 @@ class OpenBankingService:
         if not CHALLENGE_PATTERN.match(challenge):
             raise InvalidRequestError(description="code_challenge is not an S256 challenge", **redirectable)
         scope = scopes_of(_one(params, "scope"))
-        if "accounts" not in scope or not set(scope) <= set(client.scope.split()) | {"openid"}:
-            raise InvalidScopeError(description="scope must include accounts", **redirectable)
+        if not RESOURCE_SCOPES & set(scope) or not set(scope) <= set(client.scope.split()) | {"openid"}:
+            raise InvalidScopeError(
+                description="scope must include accounts, payments or fundsconfirmations", **redirectable
+            )
         consent_id = _one(params, "openbanking_intent_id")
         if not consent_id or len(consent_id) > 128:
             raise InvalidRequestError(description="openbanking_intent_id names the consent", **redirectable)
@@ -619,13 +697,19 @@ class OpenBankingService:
     async def _awaiting_consent(self, conn: AsyncConnection, client: Client, checked: dict[str, Any]) -> None:
         row = (
             await conn.execute(
-                text("SELECT client_id, status, expires_at FROM openbanking.consents WHERE id = :id"),
+                text("SELECT client_id, kind, status, expires_at FROM openbanking.consents WHERE id = :id"),
                 {"id": checked["consent_id"]},
             )
         ).first()
         if row is None or row.client_id != client.client_id:
             raise InvalidRequestError(
                 description="unknown openbanking_intent_id",
+                redirect_uri=checked["redirect_uri"],
+                state=checked["state"],
+            )
+        if ConsentKind(row.kind).scope not in checked["scope"].split():
+            raise InvalidScopeError(
+                description=f"scope must include {ConsentKind(row.kind).scope} for this consent",
                 redirect_uri=checked["redirect_uri"],
                 state=checked["state"],
             )
@@ -799,14 +883,25 @@ class OpenBankingService:
     ) -> str:
         """Approve (with a fresh MFA code and the accounts chosen) or reject; answers the URL the
         browser goes back to the app with (``code`` or ``error``, ``state`` and ``iss``, RFC 9207)."""
+        payee_id: uuid.UUID | None = None
+        to_account_id: uuid.UUID | None = None
         if approve:
+            pending = (await self.authorization_view(principal, request_id)).consent
             if not account_ids:
                 raise DomainError(ErrorCode.VALIDATION_ERROR, "choose at least one account", field="accounts")
-            owned = {a.id for a in await self._banking.list_accounts(principal, principal.id) if a.status == "open"}
-            if not set(account_ids) <= owned:
+            owned = {a.id: a for a in await self._banking.list_accounts(principal, principal.id) if a.status == "open"}
+            if not set(account_ids) <= owned.keys():
                 raise DomainError(ErrorCode.NOT_FOUND, "no such account")
+            if pending.kind is not ConsentKind.ACCOUNT_ACCESS:
+                # A payment is paid from, and a funds check reads, exactly one account.
+                if len(set(account_ids)) != 1:
+                    raise DomainError(ErrorCode.VALIDATION_ERROR, "choose one account", field="accounts")
+                if self.payments.payer_problem(pending, owned[account_ids[0]]) is not None:
+                    raise DomainError(ErrorCode.VALIDATION_ERROR, "this account cannot be used here", field="accounts")
             # A fresh TOTP or recovery code, as the identity service's step-up checks it (and audits it).
             await self._identity.step_up(principal, mfa_code, client_info)
+            if pending.kind is ConsentKind.DOMESTIC_PAYMENT:
+                payee_id, to_account_id = await self.payments.resolve_creditor(principal, pending, client_info)
         now = self._clock.now()
         async with self._db.transaction() as conn:
             row = await self._request_for(conn, principal, request_id)
@@ -830,9 +925,17 @@ class OpenBankingService:
                 await conn.execute(
                     text(
                         "UPDATE openbanking.consents SET status = 'AUTH', status_updated_at = :now,"
-                        " customer_id = :cid, account_ids = :accounts WHERE id = :id"
+                        " authorised_at = :now, customer_id = :cid, account_ids = :accounts, payee_id = :payee,"
+                        " to_account_id = :to_account WHERE id = :id"
                     ),
-                    {"now": now, "cid": principal.id, "accounts": sorted(set(account_ids)), "id": consent.id},
+                    {
+                        "now": now,
+                        "cid": principal.id,
+                        "accounts": sorted(set(account_ids)),
+                        "payee": payee_id,
+                        "to_account": to_account_id,
+                        "id": consent.id,
+                    },
                 )
                 code = new_token("sbac")
                 await conn.execute(
@@ -1227,7 +1330,7 @@ class OpenBankingService:
                     text(
                         """
                         SELECT t.grant_type, t.client_id, t.consent_id, t.customer_id, t.scope,
-                               c.status AS consent_status, c.expires_at AS consent_expires_at
+                               c.status AS consent_status, c.expires_at AS consent_expires_at, c.kind AS consent_kind
                         FROM openbanking.tokens t
                         JOIN openbanking.clients k ON k.client_id = t.client_id AND k.status = 'active'
                         LEFT JOIN openbanking.consents c ON c.id = t.consent_id
@@ -1240,11 +1343,12 @@ class OpenBankingService:
             ).first()
         if row is None:
             return None
-        if row.consent_id is not None and (
-            status_now(ConsentStatus(row.consent_status), row.consent_expires_at, now) is not ConsentStatus.AUTHORISED
-        ):
+        if row.consent_id is not None and status_now(
+            ConsentStatus(row.consent_status), row.consent_expires_at, now
+        ) not in (ConsentStatus.AUTHORISED, ConsentStatus.CONSUMED):
             return None
-        return AccessContext(row.client_id, row.grant_type, row.scope, row.consent_id, row.customer_id)
+        kind = ConsentKind(row.consent_kind) if row.consent_kind else None
+        return AccessContext(row.client_id, row.grant_type, row.scope, row.consent_id, row.customer_id, kind)
 
     # -- the customer's consents -------------------------------------------------------------------------
 
@@ -1258,7 +1362,7 @@ class OpenBankingService:
                     f"""
                     SELECT {", ".join("c." + c.strip() for c in _CONSENT_COLUMNS.split(","))}, k.name AS client_name
                     FROM openbanking.consents c JOIN openbanking.clients k ON k.client_id = c.client_id
-                    WHERE c.customer_id = :cid AND c.status IN ('AUTH', 'CANC', 'EXPD', 'RJCT')
+                    WHERE c.customer_id = :cid AND c.status IN ('AUTH', 'COND', 'CANC', 'EXPD', 'RJCT')
                     ORDER BY c.created_at DESC LIMIT :limit
                     """
                 ),

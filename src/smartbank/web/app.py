@@ -30,6 +30,8 @@ from smartbank.kernel.clock import Clock, SystemClock
 from smartbank.ledger import jobs as ledger_jobs
 from smartbank.ledger.api import router as ledger_router
 from smartbank.ledger.service import LedgerService
+from smartbank.openbanking import events as openbanking_events
+from smartbank.openbanking import jobs as openbanking_jobs
 from smartbank.openbanking.api import router as openbanking_router
 from smartbank.openbanking.service import OpenBankingService
 from smartbank.platform import audit, jobs
@@ -60,6 +62,7 @@ JOB_BLUEPRINTS = {
     "audit": audit.blueprint,
     "customers": customers_jobs.blueprint,
     "banking": banking_jobs.blueprint,
+    "openbanking": openbanking_jobs.blueprint,
 }
 VERSION_TABLE = f"{VERSION_TABLE_SCHEMA}.alembic_version"
 
@@ -108,6 +111,7 @@ class Runtime:
         openbanking = OpenBankingService(
             db, clock, identity=identity, banking=banking, issuer=settings.issuer, signing_master_key=secret
         )
+        openbanking_events.subscribe(relay, openbanking.notifications)
         return cls(
             settings,
             database_url,
@@ -134,6 +138,7 @@ class Runtime:
         jobs.services["identity"] = self.identity
         jobs.services["customers"] = self.customers
         jobs.services["banking"] = self.banking
+        jobs.services["openbanking"] = self.openbanking
         jobs.services["db"] = self.db
         job_app = jobs.create_job_app(self.database_url, JOB_BLUEPRINTS)
         async with job_app.open_async():

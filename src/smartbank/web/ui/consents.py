@@ -19,7 +19,8 @@ from smartbank.identity.deps import client_info
 from smartbank.identity.errors import IdentityErrorCode
 from smartbank.identity.model import Principal
 from smartbank.kernel.errors import DomainError, ErrorCode
-from smartbank.openbanking.model import AccountPermission
+from smartbank.openbanking.model import AccountPermission, ConsentKind
+from smartbank.openbanking.pisp import parse_initiation
 from smartbank.openbanking.service import AuthorizationView, OpenBankingService
 from smartbank.web.ui.i18n import N_
 from smartbank.web.ui.routes import (
@@ -56,9 +57,11 @@ STATUS_TEXT: Final[dict[str, str]] = {
     "RJCT": N_("Declined"),
     "EXPD": N_("Expired"),
     "CANC": N_("Revoked"),
+    "COND": N_("Used"),
 }
 MESSAGES: Final[dict[str, str]] = {
     "choose_account": N_("Choose at least one account to share."),
+    "unknown_account_number": N_("The app asks to pay an account this bank does not know. Decline, and tell the app."),
     "code_required": N_("Enter the code from your authenticator app."),
     IdentityErrorCode.INVALID_MFA_CODE: N_("That code is wrong, already used or expired. Try the next code."),
     "gone": N_("This request has expired or was already answered. Go back to the app and start again."),
@@ -97,8 +100,25 @@ async def _screen(
     status_code: int = 200,
 ) -> HTMLResponse:
     fmt = _formatter(request)
-    accounts = await _banking(request).list_accounts(principal, principal.id)
+    service = _service(request)
+    accounts = [a for a in await _banking(request).list_accounts(principal, principal.id) if a.status == "open"]
     mfa = await _identity(request).mfa_status(principal)
+    consent = view.consent
+    payment: dict[str, str] | None = None
+    funds: dict[str, str] | None = None
+    if consent.kind is not ConsentKind.ACCOUNT_ACCESS:  # one account, one that fits the payment or the check
+        accounts = [a for a in accounts if service.payments.payer_problem(consent, a) is None]
+        details = consent.details or {}
+        if consent.kind is ConsentKind.DOMESTIC_PAYMENT:
+            initiation = parse_initiation(details.get("Initiation"))
+            payment = {
+                "amount": fmt.money(initiation.amount.amount_minor, initiation.amount.currency),
+                "creditor_name": initiation.creditor.name or "",
+                "creditor_account": initiation.creditor.identification,
+                "reference": initiation.reference,
+            }
+        else:
+            funds = {"account": str((details.get("DebtorAccount") or {}).get("Identification", ""))}
     return _render(
         request,
         "consent.html",
@@ -106,8 +126,11 @@ async def _screen(
         csrf=csrf,
         principal=principal,
         view=view,
-        permissions=[fmt.gettext(PERMISSION_TEXT.get(p, p)) for p in view.consent.permissions],
-        accounts=[a for a in accounts if a.status == "open"],
+        permissions=[fmt.gettext(PERMISSION_TEXT.get(p, p)) for p in consent.permissions],
+        accounts=accounts,
+        single=consent.kind is not ConsentKind.ACCOUNT_ACCESS,
+        payment=payment,
+        funds=funds,
         mfa_enrolled=mfa.enrolled,
         error=fmt.gettext(MESSAGES[error]) if error else None,
     )
@@ -173,6 +196,8 @@ async def consent_decision(request: Request, request_id: str) -> Response:
             return await _screen(request, principal, csrf, view, status_code=409)
         if exc.code == "validation_error":
             return await _screen(request, principal, csrf, view, error="choose_account", status_code=422)
+        if exc.code == "unknown_account_number":
+            return await _screen(request, principal, csrf, view, error=exc.code, status_code=422)
         return _gone(request, principal, csrf)
     return RedirectResponse(target, status_code=303)
 
