@@ -4,9 +4,12 @@ outside (its tables, the ledger and audit checks, and the HTTP API as a customer
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import phonenumbers
@@ -245,9 +248,10 @@ def test_with_staff_mfa_required_demo_staff_are_enrolled_and_pass_mfa(
 
 
 @pytest.fixture
-def cli_url(fresh_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def cli_url(fresh_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     url = fresh_database()
     monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("SMARTBANK_DATA_DIR", str(tmp_path))  # the sandbox app's key file goes there
     get_settings.cache_clear()
     yield url
     get_settings.cache_clear()
@@ -265,10 +269,19 @@ def test_the_command_seeds_once_and_prints_the_logins(cli_url: str, monkeypatch:
     customers = _one(cli_url, "SELECT count(*) FROM customers.customers")
     assert customers == 3 + len(BUSINESSES) + APPLICANTS
 
+    # A sample open-banking partner app comes with the demo: registered once, its key file kept.
+    key_file = Path(os.environ["SMARTBANK_DATA_DIR"]) / "sandbox-partner.json"
+    partner = json.loads(key_file.read_text())
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert partner["client_id"] in first.output and "examples/openbanking_flow.py" in first.output
+    assert _one(cli_url, "SELECT count(*) FROM openbanking.clients") == 1
+
     again = runner.invoke(app, ["demo", "--customers", "3", "--months", "1", "--seed", "11"])
     assert again.exit_code == 0, again.output
     assert "already seeded" in again.output
     assert _one(cli_url, "SELECT count(*) FROM customers.customers") == customers
+    assert partner["client_id"] in again.output
+    assert _one(cli_url, "SELECT count(*) FROM openbanking.clients") == 1
 
     monkeypatch.setenv("SMARTBANK_ENV", "production")
     get_settings.cache_clear()

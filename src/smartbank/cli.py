@@ -283,24 +283,6 @@ def staff_create(
         print(password)
 
 
-SANDBOX_GUIDE = """
-Sandbox partner app registered: {client_id} ({name})
-Its private key and settings: {path} (keep it private; it is the app's only credential)
-
-Run the whole flow (start the bank first: python3 dev.py run; log in as a customer with MFA set up):
-
-  .venv/bin/python examples/openbanking_flow.py --config {path}
-  .venv/bin/python examples/openbanking_flow.py --config {path} --pay-to <account number> --amount 1.00
-
-The script discovers {issuer}/.well-known/oauth-authorization-server, creates an account-access
-consent with a client-credentials token (private_key_jwt), pushes the authorization request (PAR, PKCE
-S256) and prints the authorize URL. Open it, log in, choose an account, confirm with your authenticator
-code, and paste the URL the browser lands on ({redirect_uri}?code=...). It exchanges the code, reads
-your accounts and balances, then (with --pay-to) makes a signed domestic payment the same way.
-curl steps for each call: docs/openbanking.md ("Try it").
-"""
-
-
 @openbanking_app.command("sandbox")
 def openbanking_sandbox(
     config: Path = typer.Option(Path("smartbank-sandbox-partner.json"), help="Where to write the app's key file."),
@@ -309,56 +291,21 @@ def openbanking_sandbox(
     notification_uri: str | None = typer.Option(None, help="Where to send event notifications (webhooks)."),
 ) -> None:
     """Register a sample sandbox partner app (private_key_jwt, ES256) and print how to run the flow."""
-    import json
-
-    from joserfc.jwk import ECKey
-
-    from smartbank.identity.model import ClientInfo
     from smartbank.openbanking.errors import OAuth2Error
     from smartbank.platform.migrate import upgrade
-    from smartbank.web.app import Runtime
+    from smartbank.sandbox import register_sample_partner
 
     settings = get_settings()
     url = _database_url()
     upgrade(url)
-    key = ECKey.generate_key("P-256", {"use": "sig", "alg": "ES256"}, private=True)
-    key.ensure_kid()
-    metadata = {
-        "client_name": name,
-        "redirect_uris": [redirect_uri],
-        "token_endpoint_auth_method": "private_key_jwt",
-        "jwks": {"keys": [key.as_dict(private=False)]},
-        "software_id": "smartbank-sandbox-sample",
-    }
-    if notification_uri:
-        metadata["event_notification_uri"] = notification_uri
-
-    async def main() -> str:
-        runtime = Runtime.build(settings, url)
-        try:
-            registration = await runtime.openbanking.register_client(metadata, ClientInfo())
-            return registration.client.client_id
-        finally:
-            await runtime.db.dispose()
-
     try:
-        client_id = asyncio.run(main())
+        partner = register_sample_partner(
+            settings, url, config, name=name, redirect_uri=redirect_uri, notification_uri=notification_uri
+        )
     except OAuth2Error as exc:
         console.print(f"[red]openbanking sandbox: {exc.error}: {exc.description}[/red]")
         sys.exit(1)
-    document = {
-        "issuer": settings.issuer,
-        "client_id": client_id,
-        "redirect_uri": redirect_uri,
-        "private_jwk": key.as_dict(private=True),
-    }
-    config.touch(mode=0o600)
-    config.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    print(
-        SANDBOX_GUIDE.format(
-            client_id=client_id, name=name, path=config, issuer=settings.issuer, redirect_uri=redirect_uri
-        )
-    )
+    print(partner.guide())
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ from smartbank.platform.logging import configure_logging
 from smartbank.platform.notify import Message, Notifier, OutboxNotifier
 from smartbank.platform.process import tune_gc
 from smartbank.platform.settings import Settings
+from smartbank.sandbox import DEMO_KEY_FILE, ensure_sample_partner
 from smartbank.web.app import Runtime
 
 SHANGHAI: Final = ZoneInfo("Asia/Shanghai")
@@ -988,4 +989,12 @@ def run(
     console.print(logins_table(plan, outcome.staff))
     for path, what in URLS:
         console.print(f"{what:<10} {base_url}{path}")
+    partner, registered = ensure_sample_partner(settings, database_url, settings.data_dir / DEMO_KEY_FILE)
+    if registered:
+        console.print(partner.guide())
+    else:
+        console.print(
+            f"open banking sandbox app {partner.client_id}: "
+            f".venv/bin/python examples/openbanking_flow.py --config {partner.path}"
+        )
     return outcome
