@@ -202,28 +202,6 @@ def batch_columns(batch: Sequence[TransferRequest]) -> dict[str, list[Any] | Non
     }
 
 
-def merge_columns(parts: Sequence[tuple[dict[str, list[Any] | None], int]]) -> dict[str, list[Any] | None]:
-    """Several batches' columns (from :func:`batch_columns`, each with its length) as one call's columns.
-
-    A column missing (NULL) in some parts but not in others is filled with NULLs for them, and the
-    ``linked`` column with ``False``; a column missing in every part stays NULL.
-    """
-    if len(parts) == 1:
-        return parts[0][0]
-    merged: dict[str, list[Any] | None] = {}
-    for key in parts[0][0]:
-        if all(columns[key] is None for columns, _ in parts):
-            merged[key] = None
-            continue
-        filler: Any = False if key == "linked" else None
-        values: list[Any] = []
-        for columns, n in parts:
-            column = columns[key]
-            values.extend(column if column is not None else [filler] * n)
-        merged[key] = values
-    return merged
-
-
 def check_amount(amount_minor: int) -> None:
     if type(amount_minor) is not int:
         raise DomainError(ErrorCode.INVALID_AMOUNT, "amount_minor must be an integer", field="amount_minor")

@@ -12,10 +12,9 @@ import base64
 import collections
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Final
 
 import psycopg
 from prometheus_client import Counter, Histogram
@@ -39,7 +38,6 @@ from smartbank.ledger.model import (
     TransferType,
     allowed_status_change,
     batch_columns,
-    merge_columns,
     result_from_db,
     validate_batch,
 )
@@ -72,11 +70,6 @@ SELECT idx, result, created_at, amount_minor FROM ledger.create_transfers(
 
 #: The transfer function's single answer row when every transfer of the call was created.
 ALL_CREATED: Final = "all_created"
-#: Most transfers in one call that merges client batches (a client batch is at most MAX_BATCH).
-MAX_CALL_TRANSFERS: Final = 4 * MAX_BATCH
-
-#: One answer row of the transfer function: (idx, result, created_at, amount_minor).
-_Row = tuple[int, str, datetime | None, int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +108,7 @@ class LedgerService:
         *,
         batch_max: int = MAX_BATCH,
         inflight_max: int = 1,
-        batch_concurrency: int = 1,
+        batch_concurrency: int = 2,
         after_commit: Callable[[], None] | None = None,
     ) -> None:
         self._db = db
@@ -124,7 +117,7 @@ class LedgerService:
         # call and commit are a single round trip. Merged single transfers use at most inflight_max of
         # them, client batches at most batch_concurrency: neither starves the other.
         self._pool = db.driver_pool(inflight_max + batch_concurrency, "ledger")
-        self._batches = _BatchWriter(self._call, max_transfers=MAX_CALL_TRANSFERS, inflight_max=batch_concurrency)
+        self._batch_slots = asyncio.Semaphore(batch_concurrency)
         self._pool_ready: asyncio.Future[None] | None = None
         self._after_commit = after_commit
         self._group = _GroupCommit(self._execute, batch_max=min(batch_max, MAX_BATCH), inflight_max=inflight_max)
@@ -246,30 +239,18 @@ class LedgerService:
         return await self._group.submit(request)
 
     async def submit_batch(self, requests: Sequence[TransferRequest], *, atomic: bool) -> list[TransferResult]:
-        """Up to 1,000 transfers in one call. ``atomic`` links them all: all succeed or none does.
-
-        The batch is validated and turned into column arrays here; batches submitted while a call is
-        in flight leave together in the next one (each batch keeps its own results and chains).
-        """
+        """Up to 1,000 transfers in one call. ``atomic`` links them all: all succeed or none does."""
         batch = list(requests)
         if atomic:
             batch = [replace(r, linked=i < len(batch) - 1) for i, r in enumerate(batch)]
         validate_batch(batch)
         if any(r.type is TransferType.EXPIRE_PENDING for r in batch):
             raise DomainError(LedgerErrorCode.INVALID_TRANSFER, "only the expiry job expires holds", field="type")
-        return await self._submit_columns(batch)
-
-    async def _submit_columns(self, batch: list[TransferRequest]) -> list[TransferResult]:
-        rows = await self._batches.submit(_Part(batch_columns(batch), len(batch), {r.id for r in batch}))
-        return self._results(batch, rows)
+        async with self._batch_slots:
+            return await self._execute(batch)
 
     async def _execute(self, batch: list[TransferRequest]) -> list[TransferResult]:
-        """One database call for ``batch`` (already validated), and its results."""
-        return self._results(batch, await self._call(batch_columns(batch)))
-
-    async def _call(self, columns: dict[str, list[Any] | None]) -> list[_Row]:
-        """Run ``ledger.create_transfers`` once (committed on return), retrying transient failures."""
-        params: dict[str, object] = {"now": self._clock.now(), **columns}
+        params: dict[str, object] = {"now": self._clock.now(), **batch_columns(batch)}
         if self._pool_ready is None:
             self._pool_ready = asyncio.ensure_future(self._pool.open(wait=True))
         await self._pool_ready
@@ -278,17 +259,13 @@ class LedgerService:
                 async with self._pool.connection() as conn:  # a broken connection is discarded by the pool
                     cursor = await conn.execute(_CREATE_SQL, params)
                     rows = await cursor.fetchall()
-                BATCH_SIZE.observe(len(columns["id"] or ()))
-                return rows
+                break
             except psycopg.Error as exc:
                 if attempt == MAX_ATTEMPTS or not _is_transient(exc):
                     raise
                 log.warning("ledger.retry", attempt=attempt, sqlstate=exc.sqlstate)
                 RETRIES.labels(exc.sqlstate or "connection").inc()
                 await asyncio.sleep(0.005 * 2**attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _results(self, batch: list[TransferRequest], rows: list[_Row]) -> list[TransferResult]:
         if len(rows) == 1 and rows[0][1] == ALL_CREATED:
             created_at = rows[0][2]
             results = [
@@ -301,6 +278,7 @@ class LedgerService:
                 result_from_db(request.id, result, created_at, amount)
                 for request, (_, result, created_at, amount) in zip(batch, sorted(rows), strict=True)
             ]
+        BATCH_SIZE.observe(len(batch))
         outcomes = collections.Counter(result.code or result.status.value for result in results)
         for outcome, count in outcomes.items():
             TRANSFERS.labels(outcome).inc(count)
@@ -342,7 +320,8 @@ class LedgerService:
             )
             for pending_id in due
         ]
-        results = await self._submit_columns(batch)
+        async with self._batch_slots:
+            results = await self._execute(batch)
         expired = sum(r.status is ResultStatus.CREATED for r in results)
         if expired:
             log.info("ledger.holds_expired", count=expired)
@@ -356,29 +335,9 @@ class LedgerService:
 
     async def drain(self) -> None:
         await self._group.drain()
-        await self._batches.drain()
 
 
-class _Calls:
-    """What both writers share: at most ``inflight_max`` database calls run at once, as tasks."""
-
-    def __init__(self, inflight_max: int) -> None:
-        self._inflight_max = inflight_max
-        self._inflight = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def _spawn(self, flush: Coroutine[Any, Any, None]) -> None:
-        self._inflight += 1
-        task = asyncio.create_task(flush)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def drain(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-
-class _GroupCommit(_Calls):
+class _GroupCommit:
     """Merges concurrent single transfers into database calls of up to ``batch_max``.
 
     At most ``inflight_max`` calls run at once; while they do, new requests queue and leave
@@ -393,11 +352,13 @@ class _GroupCommit(_Calls):
         batch_max: int,
         inflight_max: int,
     ) -> None:
-        super().__init__(inflight_max)
         self._execute = execute
         self._batch_max = batch_max
+        self._inflight_max = inflight_max
         self._queue: deque[tuple[TransferRequest, asyncio.Future[TransferResult]]] = deque()
+        self._inflight = 0
         self._inflight_ids: set[uuid.UUID] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._pump_scheduled = False
 
     async def submit(self, request: TransferRequest) -> TransferResult:
@@ -434,8 +395,11 @@ class _GroupCommit(_Calls):
             self._queue.extendleft(reversed(held))
             if not batch:
                 return
+            self._inflight += 1
             self._inflight_ids |= ids
-            self._spawn(self._flush(batch, ids))
+            task = asyncio.create_task(self._flush(batch, ids))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _flush(
         self, batch: list[tuple[TransferRequest, asyncio.Future[TransferResult]]], ids: set[uuid.UUID]
@@ -456,88 +420,6 @@ class _GroupCommit(_Calls):
             self._inflight_ids -= ids
             self._schedule_pump()
 
-
-@dataclass(slots=True)
-class _Part:
-    """A client batch waiting for its call: its columns, length and ids, and where its rows go."""
-
-    columns: dict[str, list[Any] | None]
-    size: int
-    ids: set[uuid.UUID]
-    future: asyncio.Future[list[_Row]] = field(init=False)
-
-
-class _BatchWriter(_Calls):
-    """Client batches submitted while ``inflight_max`` calls run leave together in the next call.
-
-    Concurrent batches that touch the same accounts would wait on each other's row locks in the
-    database anyway, until the first commits; merging them removes that wait and one commit per batch,
-    and the next call's batches are validated and encoded while the current one runs. Each batch keeps
-    its own results, and its linked chains (a batch never ends inside a chain, so chains never span
-    batches). Batches sharing a transfer id never share a call; the later one leaves in a later call
-    and sees the first one's result as a replay. In the function's fast path a call's transfers are
-    all created; when any one cannot be, the whole call takes the general path, transfer by transfer.
-    """
-
-    def __init__(
-        self,
-        call: Callable[[dict[str, list[Any] | None]], Awaitable[list[_Row]]],
-        *,
-        max_transfers: int,
-        inflight_max: int,
-    ) -> None:
-        super().__init__(inflight_max)
-        self._call = call
-        self._max_transfers = max_transfers
-        self._queue: deque[_Part] = deque()
-
-    async def submit(self, part: _Part) -> list[_Row]:
-        part.future = asyncio.get_running_loop().create_future()
-        self._queue.append(part)
-        self._pump()
-        return await part.future
-
-    def _pump(self) -> None:
-        while self._queue and self._inflight < self._inflight_max:
-            call: list[_Part] = []
-            ids: set[uuid.UUID] = set()
-            size = 0
-            while self._queue:
-                part = self._queue[0]
-                if part.future.done():  # the caller went away before the call left
-                    self._queue.popleft()
-                    continue
-                if call and (size + part.size > self._max_transfers or not ids.isdisjoint(part.ids)):
-                    break
-                self._queue.popleft()
-                call.append(part)
-                ids |= part.ids
-                size += part.size
-            if not call:
-                return
-            self._spawn(self._flush(call, size))
-
-    async def _flush(self, call: list[_Part], size: int) -> None:
-        try:
-            rows = await self._call(merge_columns([(part.columns, part.size) for part in call]))
-            if len(rows) == 1 and rows[0][1] == ALL_CREATED:
-                for part in call:
-                    if not part.future.done():
-                        part.future.set_result(rows)
-            else:
-                invariant(len(rows) == size, "transfer function returned a result per request")
-                ordered = sorted(rows)
-                start = 0
-                for part in call:
-                    if not part.future.done():
-                        part.future.set_result(ordered[start : start + part.size])
-                    start += part.size
-        except BaseException as exc:
-            for part in call:
-                if not part.future.done():
-                    part.future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
-            if not isinstance(exc, Exception):
-                raise
-        finally:
-            self._inflight -= 1
-            self._pump()
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

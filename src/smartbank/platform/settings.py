@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     #: How many merged ledger calls may be in flight at once per process.
     ledger_inflight_max: int = Field(default=1, ge=1, le=32)
     #: How many client batches (``submit_batch``) may run at once per process, besides the merged calls.
-    ledger_batch_concurrency: int = Field(default=1, ge=1, le=32)
+    ledger_batch_concurrency: int = Field(default=2, ge=1, le=32)
     #: Bearer token of internal callers of internal APIs (the ledger's); unset: staff logins only.
     internal_token: SecretStr | None = Field(default=None, min_length=16)
     #: Largest JSON body the HTTP API accepts, in bytes.
