@@ -265,12 +265,17 @@ def test_payment_token_of_another_consent_or_client_credentials_is_refused(
 @pytest.mark.parametrize(
     ("overrides", "tamper", "code"),
     [
-        ({}, "unsigned", "U017"),
-        ({}, "other-body", "U014"),
-        ({}, "attached", "U016"),
-        ({"http://openbanking.org.uk/iss": "someone-else"}, None, "U015"),
-        ({"http://openbanking.org.uk/tan": "openbanking.org.uk"}, None, "U015"),
-        ({"b64": None, "crit": ["http://openbanking.org.uk/iat"]}, None, "U015"),
+        ({}, "unsigned", "U019"),  # UK.OBIE.Signature.Missing
+        ({}, "other-body", "U015"),  # UK.OBIE.Signature.Invalid
+        ({}, "attached", "U018"),  # UK.OBIE.Signature.Malformed
+        ({"http://openbanking.org.uk/iss": "someone-else"}, None, "U016"),  # UK.OBIE.Signature.InvalidClaim
+        ({"http://openbanking.org.uk/tan": "openbanking.org.uk"}, None, "U016"),
+        ({"b64": None, "crit": ["http://openbanking.org.uk/iat"]}, None, "U016"),  # b64 not false
+        (  # UK.OBIE.Signature.MissingClaim: tan is not among the critical claims
+            {"crit": ["b64", "http://openbanking.org.uk/iat", "http://openbanking.org.uk/iss"]},
+            None,
+            "U017",
+        ),
     ],
 )
 def test_bad_jws_is_refused(
@@ -298,7 +303,7 @@ def test_bad_jws_is_refused(
         (lambda b: b["Data"]["Initiation"].pop("CreditorAccount"), "U004", "Data.Initiation.CreditorAccount"),
         (
             lambda b: b["Data"]["Initiation"]["CreditorAccount"].update(SchemeName="UK.OBIE.Paym"),
-            "U025",
+            "U027",  # UK.OBIE.Unsupported.Scheme
             "Data.Initiation.CreditorAccount.SchemeName",
         ),
         (

@@ -251,6 +251,7 @@ _SIGNATURE_CODES: Final = {
     "malformed": OBErrorCode.SIGNATURE_MALFORMED,
     "invalid": OBErrorCode.SIGNATURE_INVALID,
     "claim": OBErrorCode.SIGNATURE_INVALID_CLAIM,
+    "missing_claim": OBErrorCode.SIGNATURE_MISSING_CLAIM,
 }
 
 

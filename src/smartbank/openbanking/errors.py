@@ -40,8 +40,10 @@ __all__ = [
 
 
 class OBErrorCode(StrEnum):
-    """v4.0 error codes (``OBExternalStatusReason1Code``, four characters) and the v3.1 names they replace."""
+    """v4.0 error codes (``OBExternalStatusReason1Code``, four characters) with their ``UK.OBIE.*`` names,
+    as the Open Banking internal code set (``OB_Internal_Codeset.csv``) lists them."""
 
+    UNEXPECTED_ERROR = "U000"  # UK.OBIE.UnexpectedError
     FIELD_EXPECTED = "U001"  # UK.OBIE.Field.Expected
     FIELD_INVALID = "U002"  # UK.OBIE.Field.Invalid
     FIELD_INVALID_DATE = "U003"  # UK.OBIE.Field.InvalidDate
@@ -55,18 +57,22 @@ class OBErrorCode(StrEnum):
     NOT_FOUND = "U011"  # UK.OBIE.Resource.NotFound
     AFTER_CUT_OFF = "U012"  # UK.OBIE.Rules.AfterCutOffDateTime
     DUPLICATE_REFERENCE = "U013"  # UK.OBIE.Rules.DuplicateReference
-    SIGNATURE_INVALID = "U014"  # UK.OBIE.Signature.Invalid
-    SIGNATURE_INVALID_CLAIM = "U015"  # UK.OBIE.Signature.InvalidClaim
-    SIGNATURE_MALFORMED = "U016"  # UK.OBIE.Signature.Malformed
-    SIGNATURE_MISSING = "U017"  # UK.OBIE.Signature.Missing
-    SIGNATURE_MISSING_CLAIM = "U018"  # UK.OBIE.Signature.MissingClaim
-    SIGNATURE_UNEXPECTED = "U019"  # UK.OBIE.Signature.Unexpected
-    UNSUPPORTED_ACCOUNT_IDENTIFIER = "U020"  # UK.OBIE.Unsupported.AccountIdentifier
-    UNSUPPORTED_ACCOUNT_SECONDARY_IDENTIFIER = "U021"  # UK.OBIE.Unsupported.AccountSecondaryIdentifier
-    UNSUPPORTED_CURRENCY = "U022"  # UK.OBIE.Unsupported.Currency
-    UNSUPPORTED_FREQUENCY = "U023"  # UK.OBIE.Unsupported.Frequency
-    UNSUPPORTED_LOCAL_INSTRUMENT = "U024"  # UK.OBIE.Unsupported.LocalInstrument
-    UNSUPPORTED_SCHEME = "U025"  # UK.OBIE.Unsupported.Scheme
+    FAILS_CONTROL_PARAMETERS = "U014"  # UK.OBIE.Rules.FailsControlParameters
+    SIGNATURE_INVALID = "U015"  # UK.OBIE.Signature.Invalid
+    SIGNATURE_INVALID_CLAIM = "U016"  # UK.OBIE.Signature.InvalidClaim
+    SIGNATURE_MISSING_CLAIM = "U017"  # UK.OBIE.Signature.MissingClaim
+    SIGNATURE_MALFORMED = "U018"  # UK.OBIE.Signature.Malformed
+    SIGNATURE_MISSING = "U019"  # UK.OBIE.Signature.Missing
+    SIGNATURE_UNEXPECTED = "U020"  # UK.OBIE.Signature.Unexpected
+    UNSUPPORTED_ACCOUNT_IDENTIFIER = "U021"  # UK.OBIE.Unsupported.AccountIdentifier
+    UNSUPPORTED_ACCOUNT_SECONDARY_IDENTIFIER = "U022"  # UK.OBIE.Unsupported.AccountSecondaryIdentifier
+    UNSUPPORTED_CURRENCY = "U023"  # UK.OBIE.Unsupported.Currency
+    UNSUPPORTED_EVENT_TYPE = "U024"  # UK.OBIE.Unsupported.EventType
+    UNSUPPORTED_FREQUENCY = "U025"  # UK.OBIE.Unsupported.Frequency
+    UNSUPPORTED_LOCAL_INSTRUMENT = "U026"  # UK.OBIE.Unsupported.LocalInstrument
+    UNSUPPORTED_SCHEME = "U027"  # UK.OBIE.Unsupported.Scheme
+    REAUTHENTICATE = "U028"  # UK.OBIE.Reauthenticate
+    RESOURCE_ALREADY_EXISTS = "U029"  # UK.OBIE.Rules.ResourceAlreadyExists
 
 
 #: The HTTP status category text of the (deprecated, still sent) ``Code`` field.

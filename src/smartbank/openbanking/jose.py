@@ -143,7 +143,8 @@ _MESSAGE_REGISTRY: Final = _MessageSignatures(
 
 
 class SignatureProblem(Exception):
-    """Why an ``x-jws-signature`` is refused; ``kind`` names the OBIE error (missing, malformed, invalid, claim)."""
+    """Why an ``x-jws-signature`` is refused; ``kind`` names the OBIE error (missing, malformed, invalid, claim,
+    missing_claim)."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -202,10 +203,10 @@ def verify_detached(
         raise SignatureProblem("claim", "x-jws-signature needs b64=false")
     crit = header.get("crit")
     if not isinstance(crit, list) or sorted(crit) != sorted(CRITICAL_HEADERS):
-        raise SignatureProblem("claim", "crit must list b64 and the openbanking.org.uk iat, iss and tan")
+        raise SignatureProblem("missing_claim", "crit must list b64 and the openbanking.org.uk iat, iss and tan")
     for name in (OB_IAT, OB_ISS, OB_TAN):
         if name not in header:
-            raise SignatureProblem("claim", f"{name} is missing")
+            raise SignatureProblem("missing_claim", f"{name} is missing")
     iat = header[OB_IAT]
     if not isinstance(iat, int) or isinstance(iat, bool):
         raise SignatureProblem("claim", f"{OB_IAT} must be a number")
