@@ -51,7 +51,7 @@ from smartbank.web.ui.consents import router as consents_router
 from smartbank.web.ui.developer import router as developer_router
 from smartbank.web.ui.money import router as money_ui_router
 from smartbank.web.ui.onboarding import router as onboarding_router
-from smartbank.web.ui.routes import STATIC_DIR
+from smartbank.web.ui.routes import STATIC_DIR, PageRefused, page_refused
 from smartbank.web.ui.routes import router as ui_router
 from smartbank.web.ui.security import router as security_router
 from smartbank.web.ui.staff import router as staff_router
@@ -212,6 +212,7 @@ def create_app(
     app.include_router(staff_router)
     app.include_router(consents_router)
     app.include_router(developer_router)
+    app.add_exception_handler(PageRefused, page_refused)  # a customer page asked for by anyone else
     app.mount("/app/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 
     @app.get("/", include_in_schema=False)

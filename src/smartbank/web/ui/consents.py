@@ -27,9 +27,9 @@ from smartbank.web.ui.routes import (
     MAX_CODE,
     MAX_FORM_BYTES,
     PREFIX,
+    Customer,
     _banking,
     _csrf_ok,
-    _customer,
     _formatter,
     _identity,
     _limited,
@@ -144,11 +144,8 @@ def _gone(request: Request, principal: Principal, csrf: str) -> HTMLResponse:
 
 
 @router.get("/authorize/{request_id}", response_class=HTMLResponse)
-async def consent_screen(request: Request, request_id: str) -> Response:
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+async def consent_screen(request: Request, request_id: str, me: Customer) -> Response:
+    principal, csrf = me
     rid = _uuid(request_id)
     try:
         if rid is None:
@@ -160,11 +157,8 @@ async def consent_screen(request: Request, request_id: str) -> Response:
 
 
 @router.post("/authorize/{request_id}", response_class=HTMLResponse)
-async def consent_decision(request: Request, request_id: str) -> Response:
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+async def consent_decision(request: Request, request_id: str, me: Customer) -> Response:
+    principal, csrf = me
     form = await _fields(request)
     rid = _uuid(request_id)
     service = _service(request)
@@ -203,11 +197,8 @@ async def consent_decision(request: Request, request_id: str) -> Response:
 
 
 @router.get("", response_class=HTMLResponse)
-async def consents_page(request: Request) -> Response:
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+async def consents_page(request: Request, me: Customer) -> Response:
+    principal, csrf = me
     fmt = _formatter(request)
     items = await _service(request).customer_consents(principal)
     notice = fmt.gettext(MESSAGES["revoked"]) if request.query_params.get("done") == "revoked" else None
@@ -224,11 +215,8 @@ async def consents_page(request: Request) -> Response:
 
 
 @router.post("/{consent_id}/revoke", response_class=HTMLResponse)
-async def revoke_consent(request: Request, consent_id: str) -> Response:
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+async def revoke_consent(request: Request, consent_id: str, me: Customer) -> Response:
+    principal, csrf = me
     form = await _fields(request)
     if not _csrf_ok(_first(form, "csrf_token"), csrf):
         return _render(request, "error.html", status_code=403, csrf=csrf, principal=principal, code="form_expired")

@@ -21,10 +21,10 @@ from smartbank.platform.inbox import Notification
 from smartbank.web.ui.i18n import N_, Formatter
 from smartbank.web.ui.routes import (
     PREFIX,
+    Customer,
     _account_error,
     _banking,
     _csrf_ok,
-    _customer,
     _form,
     _formatter,
     _inbox,
@@ -50,11 +50,8 @@ STATUS_WORDS: Final = {
 
 
 @router.get("/accounts/{account_id}/transactions/{transaction_id}", response_class=HTMLResponse)
-async def transaction_detail(request: Request, account_id: str, transaction_id: str) -> Response:
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+async def transaction_detail(request: Request, account_id: str, transaction_id: str, me: Customer) -> Response:
+    principal, csrf = me
     balance = await _own_account(request, principal, csrf, account_id)
     if isinstance(balance, Response):
         return balance
@@ -116,12 +113,9 @@ def _statement_values(request: Request) -> dict[str, str]:
 
 
 @router.get("/accounts/{account_id}/statements", response_class=HTMLResponse)
-async def statements_page(request: Request, account_id: str) -> Response:
+async def statements_page(request: Request, account_id: str, me: Customer) -> Response:
     """Choose a month or a range of days and CSV or PDF; the form asks ``…/statements/download``."""
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+    principal, csrf = me
     balance = await _own_account(request, principal, csrf, account_id)
     if isinstance(balance, Response):
         return balance
@@ -131,12 +125,9 @@ async def statements_page(request: Request, account_id: str) -> Response:
 
 
 @router.get("/accounts/{account_id}/statements/download", response_class=HTMLResponse)
-async def download_statement(request: Request, account_id: str) -> Response:
+async def download_statement(request: Request, account_id: str, me: Customer) -> Response:
     """The statement file from the banking statement code, or the form again with what is wrong."""
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+    principal, csrf = me
     balance = await _own_account(request, principal, csrf, account_id)
     if isinstance(balance, Response):
         return balance
@@ -229,11 +220,8 @@ def describe(fmt: Formatter, notice: Notification) -> tuple[str, str | None]:
 
 
 @router.get("/notifications", response_class=HTMLResponse)
-async def notifications_page(request: Request) -> Response:
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+async def notifications_page(request: Request, me: Customer) -> Response:
+    principal, csrf = me
     cursor = (request.query_params.get("cursor") or "")[:64] or None
     try:
         page = await _inbox(request).page(principal.id, cursor=cursor, limit=NOTICES_PAGE)
@@ -256,11 +244,8 @@ async def notifications_page(request: Request) -> Response:
 
 
 @router.post("/notifications/read", response_class=HTMLResponse)
-async def mark_all_read(request: Request) -> Response:
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+async def mark_all_read(request: Request, me: Customer) -> Response:
+    principal, csrf = me
     form = await _form(request)
     if not _csrf_ok(form.get("csrf_token"), csrf):
         return _render(request, "error.html", status_code=403, csrf=csrf, principal=principal, code="form_expired")

@@ -50,8 +50,8 @@ from smartbank.web.ui.routes import (
     MAX_PASSWORD,
     MESSAGES,
     PREFIX,
+    Customer,
     _csrf_ok,
-    _customer,
     _customers,
     _form,
     _formatter,
@@ -336,12 +336,9 @@ async def _resend(request: Request, template: str, limit: object, *, reset: bool
 
 
 @router.get("/welcome", response_class=HTMLResponse)
-async def welcome(request: Request) -> Response:
+async def welcome(request: Request, me: Customer) -> Response:
     """After sign-up: what to do next (turn on two-step verification, verify identity)."""
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+    principal, csrf = me
     profile = await _customers(request).get_me(principal)
     mfa = await _identity(request).mfa_status(principal)
     return _render(
@@ -385,11 +382,8 @@ def _kyc_values(profile: CustomerProfile | None, form: dict[str, str] | None = N
 
 
 @router.get("/profile/kyc", response_class=HTMLResponse)
-async def kyc_page(request: Request) -> Response:
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+async def kyc_page(request: Request, me: Customer) -> Response:
+    principal, csrf = me
     profile = await _customers(request).get_me(principal)
     return _kyc_render(request, csrf, principal, profile, _kyc_values(profile))
 
@@ -420,11 +414,8 @@ def _kyc_render(
 
 
 @router.post("/profile/kyc", response_class=HTMLResponse)
-async def kyc_submit(request: Request) -> Response:
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+async def kyc_submit(request: Request, me: Customer) -> Response:
+    principal, csrf = me
     form = await _form(request)
     fmt = _formatter(request)
     customers = _customers(request)

@@ -18,10 +18,10 @@ import uuid
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final, NamedTuple
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -257,6 +257,40 @@ async def _customer(request: Request) -> tuple[Principal, str] | Response:
     return found
 
 
+class SignedIn(NamedTuple):
+    """The customer a page is for, and their session's CSRF token."""
+
+    principal: Principal
+    csrf: str
+
+
+class PageRefused(Exception):
+    """Raised by :func:`signed_in_customer` with the page to answer instead of the one asked for."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__("page refused")
+        self.response = response
+
+
+async def signed_in_customer(request: Request) -> SignedIn:
+    """The dependency of every customer page: anyone else gets the login page, or a refusal for staff
+    (``PageRefused``, answered by the app's handler), before the page's code runs."""
+    found = await _customer(request)
+    if isinstance(found, Response):
+        raise PageRefused(found)
+    return SignedIn(*found)
+
+
+async def page_refused(request: Request, exc: Exception) -> Response:
+    """The app's handler of :class:`PageRefused`."""
+    assert isinstance(exc, PageRefused)
+    return exc.response
+
+
+#: A customer page's parameter: ``me: Customer``.
+Customer = Annotated[SignedIn, Depends(signed_in_customer)]
+
+
 def _redirect(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303)
 
@@ -417,11 +451,8 @@ async def choose_language(request: Request) -> Response:
 
 
 @router.get("/", response_class=HTMLResponse)
-async def home(request: Request) -> Response:
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+async def home(request: Request, me: Customer) -> Response:
+    principal, csrf = me
     banking = _banking(request)
     balances = await banking.list_account_balances(principal, principal.id)
     recent: list[tuple[Entry, DepositAccount]] = []
@@ -496,13 +527,10 @@ async def _own_account(
 
 
 @router.get("/accounts/{account_id}", response_class=HTMLResponse)
-async def account_detail(request: Request, account_id: str) -> Response:
+async def account_detail(request: Request, account_id: str, me: Customer) -> Response:
     """Balances and history, searchable and filtered (date range, amount range, money in or out,
     payee or account number, reference), 20 a page; the filters stay in every link."""
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+    principal, csrf = me
     params = request.query_params
     values = {name: (params.get(name) or "").strip()[:MAX_TEXT_QUERY] for name in FILTER_FIELDS}
     if values["direction"] not in {"in", "out"}:
@@ -563,11 +591,8 @@ async def _pay_context(request: Request, principal: Principal) -> dict[str, Any]
 
 
 @router.get("/pay", response_class=HTMLResponse)
-async def pay_page(request: Request) -> Response:
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+async def pay_page(request: Request, me: Customer) -> Response:
+    principal, csrf = me
     context = await _pay_context(request, principal)
     params = request.query_params
     values = {"from": params.get("from", ""), "payee": params.get("payee", ""), "amount": "", "reference": ""}
@@ -586,12 +611,9 @@ def _payment_values(form: dict[str, str]) -> dict[str, str]:
 
 
 @router.post("/pay/review", response_class=HTMLResponse)
-async def pay_review(request: Request) -> Response:
+async def pay_review(request: Request, me: Customer) -> Response:
     """Check the form (the service checks it again on confirm) and show what will be paid."""
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+    principal, csrf = me
     form = await _form(request)
     fmt = _formatter(request)
     values = _payment_values(form)
@@ -731,11 +753,8 @@ async def _step_up_page(
 
 
 @router.post("/pay/confirm", response_class=HTMLResponse)
-async def pay_confirm(request: Request) -> Response:
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+async def pay_confirm(request: Request, me: Customer) -> Response:
+    principal, csrf = me
     form = await _form(request)
     if not _csrf_ok(form.get("csrf_token"), csrf):
         return _render(request, "error.html", status_code=403, csrf=csrf, principal=principal, code="form_expired")
@@ -743,12 +762,9 @@ async def pay_confirm(request: Request) -> Response:
 
 
 @router.post("/pay/step-up", response_class=HTMLResponse)
-async def pay_step_up(request: Request) -> Response:
+async def pay_step_up(request: Request, me: Customer) -> Response:
     """Check a TOTP (or recovery) code for this session, then submit the same payment again."""
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+    principal, csrf = me
     form = await _form(request)
     fmt = _formatter(request)
     values = _payment_values(form)
@@ -781,11 +797,8 @@ async def pay_step_up(request: Request) -> Response:
 
 
 @router.get("/payments/{payment_id}", response_class=HTMLResponse)
-async def payment_result(request: Request, payment_id: str) -> Response:
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+async def payment_result(request: Request, payment_id: str, me: Customer) -> Response:
+    principal, csrf = me
     banking = _banking(request)
     ident = _uuid(payment_id)
     try:
@@ -810,20 +823,14 @@ async def payment_result(request: Request, payment_id: str) -> Response:
 
 
 @router.get("/payees/new", response_class=HTMLResponse)
-async def new_payee_page(request: Request) -> Response:
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+async def new_payee_page(request: Request, me: Customer) -> Response:
+    principal, csrf = me
     return _render(request, "payee.html", csrf=csrf, principal=principal, values={"name": "", "account_number": ""})
 
 
 @router.post("/payees", response_class=HTMLResponse)
-async def add_payee(request: Request) -> Response:
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+async def add_payee(request: Request, me: Customer) -> Response:
+    principal, csrf = me
     form = await _form(request)
     fmt = _formatter(request)
     values = {

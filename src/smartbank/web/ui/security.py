@@ -29,8 +29,9 @@ from smartbank.web.ui.routes import (
     MAX_CODE,
     MAX_PASSWORD,
     PREFIX,
+    Customer,
+    SignedIn,
     _csrf_ok,
-    _customer,
     _form,
     _formatter,
     _identity,
@@ -182,11 +183,8 @@ async def _centre(
 
 
 @router.get("", response_class=HTMLResponse)
-async def security_centre(request: Request) -> Response:
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+async def security_centre(request: Request, me: Customer) -> Response:
+    principal, csrf = me
     notice = (
         N_("Your password is changed. Your other sessions have ended.") if "changed" in request.query_params else None
     )
@@ -194,12 +192,9 @@ async def security_centre(request: Request) -> Response:
 
 
 @router.post("/sessions/{session_id}/end", response_class=HTMLResponse)
-async def end_session(request: Request, session_id: str) -> Response:
+async def end_session(request: Request, session_id: str, me: Customer) -> Response:
     """End one of the customer's own sessions (anyone else's reads as already ended: 404)."""
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+    principal, csrf = me
     form = await _form(request)
     fmt = _formatter(request)
     if not _csrf_ok(form.get("csrf_token"), csrf):
@@ -217,11 +212,8 @@ async def end_session(request: Request, session_id: str) -> Response:
 
 
 @router.post("/password", response_class=HTMLResponse)
-async def change_password(request: Request) -> Response:
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+async def change_password(request: Request, me: Customer) -> Response:
+    principal, csrf = me
     form = await _form(request)
     fmt = _formatter(request)
     current, new = form.get("current_password", ""), form.get("new_password", "")
@@ -250,11 +242,8 @@ async def change_password(request: Request) -> Response:
 
 
 @router.get("/mfa", response_class=HTMLResponse)
-async def mfa_page(request: Request) -> Response:
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+async def mfa_page(request: Request, me: Customer) -> Response:
+    principal, csrf = me
     return await _mfa_render(request, principal, csrf)
 
 
@@ -268,12 +257,9 @@ async def _mfa_render(
 
 
 @router.post("/mfa/start", response_class=HTMLResponse)
-async def mfa_start(request: Request) -> Response:
+async def mfa_start(request: Request, me: Customer) -> Response:
     """A new secret: its QR code (segno SVG, inline) and the secret to type, then a code to confirm."""
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+    principal, csrf = me
     form = await _form(request)
     fmt = _formatter(request)
     if not _csrf_ok(form.get("csrf_token"), csrf):
@@ -294,11 +280,8 @@ async def mfa_start(request: Request) -> Response:
 
 
 @router.post("/mfa/confirm", response_class=HTMLResponse)
-async def mfa_confirm(request: Request) -> Response:
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+async def mfa_confirm(request: Request, me: Customer) -> Response:
+    principal, csrf = me
     form = await _form(request)
     fmt = _formatter(request)
     secret = form.get("secret", "")
@@ -333,12 +316,9 @@ async def mfa_confirm(request: Request) -> Response:
     return _render(request, "mfa_codes.html", csrf=csrf, principal=principal, codes=codes, first=True)
 
 
-async def _with_code(request: Request) -> tuple[Principal, str] | Response:
+async def _with_code(request: Request, me: SignedIn) -> tuple[Principal, str] | Response:
     """The signed-in customer after a fresh code (step-up), or the MFA page with the refusal."""
-    found = await _customer(request)
-    if isinstance(found, Response):
-        return found
-    principal, csrf = found
+    principal, csrf = me
     form = await _form(request)
     fmt = _formatter(request)
 
@@ -360,9 +340,9 @@ async def _with_code(request: Request) -> tuple[Principal, str] | Response:
 
 
 @router.post("/mfa/recovery-codes", response_class=HTMLResponse)
-async def mfa_new_recovery_codes(request: Request) -> Response:
+async def mfa_new_recovery_codes(request: Request, me: Customer) -> Response:
     """A current code, then ten new recovery codes (the old ones stop working), shown once."""
-    found = await _with_code(request)
+    found = await _with_code(request, me)
     if isinstance(found, Response):
         return found
     principal, csrf = found
@@ -375,9 +355,9 @@ async def mfa_new_recovery_codes(request: Request) -> Response:
 
 
 @router.post("/mfa/disable", response_class=HTMLResponse)
-async def mfa_disable(request: Request) -> Response:
+async def mfa_disable(request: Request, me: Customer) -> Response:
     """A current code, then two-step verification is off."""
-    found = await _with_code(request)
+    found = await _with_code(request, me)
     if isinstance(found, Response):
         return found
     principal, csrf = found
