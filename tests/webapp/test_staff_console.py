@@ -122,7 +122,8 @@ def test_a_tier_change_needs_a_reason_and_a_known_tier(bank: Bank) -> None:
     customer = onboard(bank)
     staff_sign_in(bank, new_staff(bank, StaffRole.CRM_AGENT))
     page = bank.client.get(f"/staff/customers/{customer.id}").text
-    assert '<option value="basic" selected>basic · CN¥5,000.00 a payment, CN¥20,000.00 a day</option>' in page
+    assert '<option value="basic" selected>Basic · CN¥5,000.00 a payment, CN¥20,000.00 a day</option>' in page
+    assert '<dd class="tier">Basic</dd>' in page
     fields = form_of(page, f"/staff/customers/{customer.id}/tier")
     tier = "SELECT tier FROM customers.customers WHERE id = %s"
     no_reason = bank.client.post(f"/staff/customers/{customer.id}/tier", data={**fields, "tier": "premium"})
@@ -145,6 +146,7 @@ def test_a_tier_change_needs_a_reason_and_a_known_tier(bank: Bank) -> None:
         " WHERE action = 'customers.tier_changed' AND subject_id = %s",
         str(customer.id),
     ) == [("premium", "private banking client", "203.0.113.42")]
+    assert '<dd class="tier">Premium</dd>' in bank.client.get(f"/staff/customers/{customer.id}").text
 
 
 def test_the_full_id_number_is_shown_once_with_a_reason_and_audited(bank: Bank) -> None:

@@ -80,6 +80,8 @@ STAFF_MESSAGES: Final[dict[str, str]] = {
         "The staff console needs a login that passed MFA. Set up an authenticator app and log in again."
     ),
 }
+#: The names of the tiers the migrations create; a tier added later shows its code.
+TIER_NAMES: Final[dict[str, str]] = {"basic": N_("Basic"), "standard": N_("Standard"), "premium": N_("Premium")}
 _CODE_ALIASES: Final[dict[str, str]] = {
     ErrorCode.FORBIDDEN: "forbidden",
     CustomerErrorCode.REASON_REQUIRED: "reason_required",
@@ -390,6 +392,7 @@ async def _customer_page(
         audit_more=audit_more,
         audit_paged=audit_before is not None,
         tiers=tiers,
+        tier_name=lambda code: _formatter(request).gettext(TIER_NAMES[code]) if code in TIER_NAMES else code,
         revealed=revealed,
     )
 
