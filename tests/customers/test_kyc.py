@@ -140,6 +140,11 @@ async def test_rejection_needs_a_reason_and_the_customer_may_resubmit(
     assert (await _state(db, customer_id))["customer"] == [("pending", None, None, None)]
     verified = await customers.decide_kyc(AGENT, customer_id, KycDecision.VERIFY, "second try fine")
     assert verified.kyc_status is KycStatus.VERIFIED
+    # Each decision is a notice in the customer's inbox, newest last; the reason stays off it.
+    notices = await rows(
+        db, "SELECT kind, params FROM platform.notifications WHERE recipient_id = :c ORDER BY seq", c=customer_id
+    )
+    assert notices == [("customers.kyc_rejected", {}), ("customers.kyc_verified", {})]
     with pytest.raises(DomainError) as locked:
         await customers.submit_kyc(customer(customer_id), customer_id, submission())
     assert (locked.value.code, locked.value.http_status) == ("invalid_kyc_transition", 409)

@@ -345,13 +345,16 @@ def test_security_events_notify_the_customer(bank: Bank) -> None:
     customer = onboard(bank)
     rt = bank.runtime
     client = ClientInfo(ip="198.51.100.7", device="Firefox on Linux")
-    assert kinds(bank, customer) == []
+    # Onboarding told them of the identity check and the account it opened.
+    assert kinds(bank, customer) == ["customers.kyc_verified", "banking.account_opened"]
+    opened = notices(bank, customer)[1][1]
+    assert (opened["number"], opened["product"], opened["currency"]) == (customer.account_number, "current", "CNY")
     bank.run(lambda: rt.identity.login(customer.login, PASSWORD, client))
     for _ in range(5):
         with pytest.raises(Exception, match="wrong"):
             bank.run(lambda: rt.identity.login(customer.login, "not the password", client))
-    assert kinds(bank, customer) == ["security.sign_in", "security.locked"]
-    assert notices(bank, customer)[0][1] == {"ip": "198.51.100.7", "device": "Firefox on Linux"}
+    assert kinds(bank, customer)[2:] == ["security.sign_in", "security.locked"]
+    assert notices(bank, customer)[2][1] == {"ip": "198.51.100.7", "device": "Firefox on Linux"}
 
 
 def test_the_inbox_page_lists_marks_read_and_shows_only_your_own(bank: Bank, pair: Any) -> None:
@@ -403,8 +406,11 @@ def test_the_inbox_pages_newest_first(bank: Bank) -> None:
     older = re.search(r'href="\?(cursor=[^"]+)" rel="next"', first)
     assert older is not None
     second = bank.client.get(f"/app/notifications?{older.group(1)}").text
-    assert len(listed.findall(second)) == 3
+    assert len(listed.findall(second)) == 5  # the last three deposits, then the account and the check
     assert [f"CN¥1.0{n}" in second for n in (2, 1, 0)] == [True, True, True]
+    assert f"Your current account {customer.account_number} is open." in second
+    assert f'href="/app/accounts/{customer.account_id}"' in second
+    assert "Your identity is verified: your accounts are ready to use." in second
     assert 'rel="next"' not in second
 
 

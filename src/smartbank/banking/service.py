@@ -382,6 +382,14 @@ class BankingService:
                     "currency": currency,
                 },
             )
+            await notify(
+                conn,
+                customer_id,
+                "banking.account_opened",
+                {"account_id": str(account_id), "number": number, "product": product.value, "currency": currency},
+                dedupe_key=f"account_opened:{account_id}",
+                at=now,
+            )
         self._kick()
         return account, True
 

@@ -78,6 +78,7 @@ from smartbank.kernel.ids import new_id
 from smartbank.kernel.invariants import invariant
 from smartbank.platform.audit import AuditEvent, Outcome, record
 from smartbank.platform.db import Database
+from smartbank.platform.inbox import notify
 from smartbank.platform.notify import Channel, Message, Notifier
 from smartbank.platform.outbox import write_event
 from smartbank.platform.settings import Settings
@@ -868,6 +869,8 @@ class CustomerService:
                 await write_event(
                     conn, TOPIC_KYC_VERIFIED, {"customer_id": str(customer_id), "verified_at": now.isoformat()}
                 )
+            # The customer learns the decision in their inbox; why it was rejected is on their KYC page.
+            await notify(conn, customer_id, f"customers.kyc_{status.value}", {}, dedupe_key=f"kyc:{now}", at=now)
             profile = await queries.get_customer(conn, customer_id)
         assert profile is not None
         return profile

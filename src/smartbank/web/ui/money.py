@@ -169,6 +169,12 @@ SENTENCES: Final[dict[str, tuple[str, str]]] = {
         N_("You received %(amount)s from account %(number)s."),
         N_("You received a cash deposit of %(amount)s at %(branch)s."),
     ),
+    "banking.account_opened": (
+        N_("Your %(product)s account %(number)s is open."),
+        N_("Your new account is open."),
+    ),
+    "customers.kyc_verified": (N_("Your identity is verified: your accounts are ready to use."),) * 2,
+    "customers.kyc_rejected": (N_("We could not verify your identity. See why and send your details again."),) * 2,
     "security.sign_in": (
         N_("New sign-in to your account from %(ip)s."),
         N_("New sign-in to your account."),
@@ -188,6 +194,8 @@ SENTENCES: Final[dict[str, tuple[str, str]]] = {
     "security.recovery_codes_regenerated": (N_("You made new recovery codes; the old ones no longer work."),) * 2,
 }
 UNKNOWN_NOTICE: Final = N_("There is news about your account.")
+#: Product names in notices (lower case: they sit inside a sentence).
+PRODUCT_NAMES: Final[dict[str, str]] = {"current": N_("current"), "savings": N_("savings")}
 
 
 def describe(fmt: Formatter, notice: Notification) -> tuple[str, str | None]:
@@ -212,6 +220,17 @@ def describe(fmt: Formatter, notice: Notification) -> tuple[str, str | None]:
             text = fmt.gettext(full, amount=amount, number=p["counterparty_number"])
         else:
             text = fmt.gettext(short, amount=amount, branch=p.get("branch_name") or "")
+    elif notice.kind == "banking.account_opened":
+        if p.get("account_id"):
+            link = f"{PREFIX}/accounts/{p['account_id']}"
+        product = PRODUCT_NAMES.get(str(p.get("product")))
+        if product and p.get("number"):
+            text = fmt.gettext(full, product=fmt.gettext(product), number=p["number"])
+        else:
+            text = fmt.gettext(short)
+    elif notice.kind == "customers.kyc_rejected":
+        link = f"{PREFIX}/profile/kyc"
+        text = fmt.gettext(full)
     elif notice.kind == "security.sign_in":
         text = fmt.gettext(full, ip=p["ip"]) if p.get("ip") else fmt.gettext(short)
     else:
