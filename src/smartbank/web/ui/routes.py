@@ -366,6 +366,39 @@ async def password_login(
     return result
 
 
+async def mfa_login(
+    request: Request,
+    form: dict[str, str],
+    next_path: str,
+    render: Callable[..., HTMLResponse],
+    say: Callable[[str], str],
+) -> LoginResult | HTMLResponse:
+    """The login's second step, shared like :func:`password_login`: the form's CSRF cookie, the code,
+    the rate limit, then the challenge. A refusal is the code page again (``render`` of the app or the
+    console, messages by ``say``); an expired or unknown challenge, the password page: start again."""
+    challenge = form.get("challenge", "")[:2000]
+
+    def again(code: str, status_code: int) -> HTMLResponse:
+        return render(
+            request, "mfa.html", status_code=status_code, error=say(code), challenge=challenge, next=next_path
+        )
+
+    if not _csrf_ok(form.get("csrf_token"), request.cookies.get(FORM_COOKIE)):
+        return again("form_expired", 403)
+    code = form.get("code", "").strip()[:MAX_CODE]
+    if not code or not challenge:
+        return again("field_required", 422)
+    if await _limited(request, _mfa_limit) is not None:
+        return again(ErrorCode.RATE_LIMITED, 429)
+    try:
+        result: LoginResult = await _identity(request).verify_mfa_challenge(challenge, code, client_info(request))
+    except DomainError as exc:
+        if exc.code == IdentityErrorCode.INVALID_MFA_CODE:
+            return again(exc.code, exc.http_status)
+        return render(request, "login.html", status_code=exc.http_status, error=say("form_expired"))
+    return result
+
+
 @router.post("/login", response_class=HTMLResponse)
 async def login_submit(request: Request) -> Response:
     form = await _form(request)
@@ -393,27 +426,9 @@ async def login_mfa(request: Request) -> Response:
     form = await _form(request)
     fmt = _formatter(request)
     next_path = _local_path(form.get("next"))
-    challenge = form.get("challenge", "")[:2000]
-
-    def again(code: str, status_code: int) -> HTMLResponse:
-        return _render(
-            request, "mfa.html", status_code=status_code, error=_message(fmt, code), challenge=challenge, next=next_path
-        )
-
-    if not _csrf_ok(form.get("csrf_token"), request.cookies.get(FORM_COOKIE)):
-        return again("form_expired", 403)
-    code = form.get("code", "").strip()[:MAX_CODE]
-    if not code or not challenge:
-        return again("field_required", 422)
-    if await _limited(request, _mfa_limit) is not None:
-        return again(ErrorCode.RATE_LIMITED, 429)
-    try:
-        result = await _identity(request).verify_mfa_challenge(challenge, code, client_info(request))
-    except DomainError as exc:
-        if exc.code == IdentityErrorCode.INVALID_MFA_CODE:
-            return again(exc.code, exc.http_status)
-        # An expired or unknown challenge: start again from the password.
-        return _render(request, "login.html", status_code=exc.http_status, error=_message(fmt, "form_expired"))
+    result = await mfa_login(request, form, next_path, _render, lambda code: _message(fmt, code))
+    if isinstance(result, Response):
+        return result
     response = _redirect(next_path)
     _set_session(response, result)
     return response

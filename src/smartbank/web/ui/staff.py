@@ -47,6 +47,7 @@ from smartbank.web.ui.routes import (
     _session,
     _set_session,
     _uuid,
+    mfa_login,
     password_login,
 )
 from smartbank.web.ui.routes import _render as _render_page
@@ -202,31 +203,9 @@ async def login_submit(request: Request) -> Response:
 async def login_mfa(request: Request) -> Response:
     form = await _form(request)
     next_path = _local(form.get("next"))
-    challenge = form.get("challenge", "")[:2000]
-
-    def again(code: str, status_code: int) -> HTMLResponse:
-        return _render(
-            request,
-            "mfa.html",
-            status_code=status_code,
-            error=_text(request, code),
-            challenge=challenge,
-            next=next_path,
-        )
-
-    if not _csrf_ok(form.get("csrf_token"), request.cookies.get(FORM_COOKIE)):
-        return again("form_expired", 403)
-    code = form.get("code", "").strip()[:MAX_CODE]
-    if not code or not challenge:
-        return again("field_required", 422)
-    if await _limited(request, _mfa_limit) is not None:
-        return again(ErrorCode.RATE_LIMITED, 429)
-    try:
-        result = await _identity(request).verify_mfa_challenge(challenge, code, client_info(request))
-    except DomainError as exc:
-        if exc.code == IdentityErrorCode.INVALID_MFA_CODE:
-            return again(exc.code, exc.http_status)
-        return _render(request, "login.html", status_code=exc.http_status, error=_text(request, "form_expired"))
+    result = await mfa_login(request, form, next_path, _render, lambda code: _text(request, code))
+    if isinstance(result, Response):
+        return result
     return await _signed_in(request, result, next_path)
 
 
