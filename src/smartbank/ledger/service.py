@@ -49,7 +49,7 @@ log = get_logger(__name__)
 #: Attempts of one database call on a transient failure (lost connection, deadlock, a concurrent
 #: insert of the same id). Safe: the call is idempotent by transfer id.
 MAX_ATTEMPTS: Final = 5
-_TRANSIENT_SQLSTATES: Final = frozenset({"40001", "40P01", "23505", "57P01", "08000", "08003", "08006"})
+_TRANSIENT_SQLSTATES: Final = frozenset({"40001", "40P01", "23505", "55P03", "57P01", "08000", "08003", "08006"})
 
 TRANSFERS = Counter("smartbank_ledger_transfers_total", "Transfer requests by result", ["result"])
 RETRIES = Counter("smartbank_ledger_retries_total", "Transfer calls retried after a transient failure", ["sqlstate"])

@@ -72,6 +72,7 @@ DECLARE
     i integer; k integer;
     lock_ids uuid[];
     simple boolean; n_updated bigint;
+    saved_lock_timeout text;
     -- per account: the batch's currencies (lowest, highest) and total changes
     d_acc uuid[]; d_cur_lo text[]; d_cur_hi text[]; d_dpo bigint[]; d_dp bigint[]; d_cpo bigint[];
     d_cp bigint[];
@@ -89,14 +90,20 @@ BEGIN
       INTO simple
       FROM unnest(t_id, t_type, t_reversal, t_debit, t_credit) AS u(id, type, reversal, debit, credit);
 
-    -- 2. Fast path: new posted or pending transfers that all succeed, written with one guarded
-    --    UPDATE of the accounts (each account once, with the batch's total change, rows locked in id
-    --    order), one INSERT of the transfers and one outbox row. The guard assumes the worst order
+    -- 2. Fast path: new posted or pending transfers that all succeed, written with one INSERT of the
+    --    transfers, one outbox row and then one guarded UPDATE of the accounts (each account once,
+    --    with the batch's total change, rows locked in id order). The guard assumes the worst order
     --    (every debit of the batch before any credit on a debit-limited account, and the reverse on a
     --    credit-limited one): when it holds, every order holds, so applying the transfers one by one
     --    and at once are the same. If any account misses the guard (or is missing, frozen, in another
     --    currency), or an id exists, the block is rolled back (its row locks too) and the general path
     --    decides.
+    --    The account rows are locked last: a call holds them only for its UPDATE and its commit, so
+    --    concurrent calls that share accounts wait on each other for that long, not for each other's
+    --    inserts as well. Waits cannot form a cycle: the transfers are inserted in id order (two calls
+    --    inserting the same ids meet them in the same order), account rows are locked in id order, and
+    --    the general path, which locks accounts before it inserts, never waits on an insert while it
+    --    holds them (step 6).
     IF simple THEN
         BEGIN
             SELECT array_agg(g.acc), array_agg(g.cur_lo), array_agg(g.cur_hi), array_agg(g.dpo), array_agg(g.dp),
@@ -111,9 +118,36 @@ BEGIN
                            CASE WHEN sum(l.cpo) + sum(l.cp) <= max_amount THEN sum(l.cp)::bigint END AS cp
                       FROM ledger.batch_legs(t_debit, t_credit, t_currency, t_type, t_amount) l
                      GROUP BY l.acc ORDER BY l.acc) g;
-            -- The accounts first, in id order, as on every path: a call holds account rows before it
-            -- can wait on anything else (such as another call inserting the same transfer id).
-            -- The nested loop over the id-sorted array locks the rows in id order.
+            -- In id order, each with its history position (seq) drawn in batch order: OFFSET 0 keeps the
+            -- subquery, and so the order nextval() is called in, from being merged into the sort.
+            INSERT INTO ledger.transfers (seq, id, type, debit_account_id, credit_account_id, amount_minor,
+                                          currency, code, timeout_s, expires_at, metadata, request_hash,
+                                          created_at)
+            OVERRIDING SYSTEM VALUE
+            SELECT u.seq, u.id, u.type, u.debit, u.credit, u.amount, u.currency, u.code, u.timeout_s,
+                   CASE WHEN u.timeout_s IS NULL THEN NULL ELSE p_now + make_interval(secs => u.timeout_s) END,
+                   coalesce(u.metadata, '{}'::jsonb), u.hash, p_now
+              FROM (SELECT nextval('ledger.transfers_seq_seq'::regclass) AS seq, v.*
+                      FROM unnest(t_id, t_type, t_debit, t_credit, t_amount, t_currency, t_code, t_timeout,
+                                  t_metadata, t_hash)
+                           AS v(id, type, debit, credit, amount, currency, code, timeout_s, metadata, hash)
+                    OFFSET 0) u
+             ORDER BY u.id;
+            IF 'pending' = ANY (t_type) THEN
+                INSERT INTO ledger.open_holds (transfer_id, expires_at)
+                SELECT u.id, CASE WHEN u.timeout_s IS NULL THEN NULL
+                                  ELSE p_now + make_interval(secs => u.timeout_s) END
+                  FROM unnest(t_id, t_type, t_timeout) AS u(id, type, timeout_s) WHERE u.type = 'pending';
+            END IF;
+            INSERT INTO platform.outbox (event_id, topic, payload, created_at)
+            VALUES (gen_random_uuid(), 'ledger.transfers_created',
+                    jsonb_build_object('count', n, 'id', to_jsonb(t_id), 'type', to_jsonb(t_type),
+                        'debit_account_id', to_jsonb(t_debit), 'credit_account_id', to_jsonb(t_credit),
+                        'amount_minor', to_jsonb(t_amount), 'currency', to_jsonb(t_currency),
+                        'code', to_jsonb(t_code), 'pending_id', to_jsonb(array_fill(NULL::uuid, ARRAY[n]))),
+                    p_now);
+            -- The accounts last, in id order: the nested loop over the id-sorted array locks the rows
+            -- in id order.
             UPDATE ledger.accounts a
                SET debits_posted = a.debits_posted + d.dpo, debits_pending = a.debits_pending + d.dp,
                    credits_posted = a.credits_posted + d.cpo, credits_pending = a.credits_pending + d.cp
@@ -132,26 +166,6 @@ BEGIN
             IF n_updated <> cardinality(d_acc) THEN
                 RAISE EXCEPTION 'fast path does not apply' USING ERRCODE = 'LF001';
             END IF;
-            INSERT INTO ledger.transfers (id, type, debit_account_id, credit_account_id, amount_minor, currency,
-                                          code, timeout_s, expires_at, metadata, request_hash, created_at)
-            SELECT u.id, u.type, u.debit, u.credit, u.amount, u.currency, u.code, u.timeout_s,
-                   CASE WHEN u.timeout_s IS NULL THEN NULL ELSE p_now + make_interval(secs => u.timeout_s) END,
-                   coalesce(u.metadata, '{}'::jsonb), u.hash, p_now
-              FROM unnest(t_id, t_type, t_debit, t_credit, t_amount, t_currency, t_code, t_timeout, t_metadata,
-                          t_hash) AS u(id, type, debit, credit, amount, currency, code, timeout_s, metadata, hash);
-            IF 'pending' = ANY (t_type) THEN
-                INSERT INTO ledger.open_holds (transfer_id, expires_at)
-                SELECT u.id, CASE WHEN u.timeout_s IS NULL THEN NULL
-                                  ELSE p_now + make_interval(secs => u.timeout_s) END
-                  FROM unnest(t_id, t_type, t_timeout) AS u(id, type, timeout_s) WHERE u.type = 'pending';
-            END IF;
-            INSERT INTO platform.outbox (event_id, topic, payload, created_at)
-            VALUES (gen_random_uuid(), 'ledger.transfers_created',
-                    jsonb_build_object('count', n, 'id', to_jsonb(t_id), 'type', to_jsonb(t_type),
-                        'debit_account_id', to_jsonb(t_debit), 'credit_account_id', to_jsonb(t_credit),
-                        'amount_minor', to_jsonb(t_amount), 'currency', to_jsonb(t_currency),
-                        'code', to_jsonb(t_code), 'pending_id', to_jsonb(array_fill(NULL::uuid, ARRAY[n]))),
-                    p_now);
             -- One row stands for the whole batch: every transfer created, at p_now, for its amount.
             RETURN QUERY SELECT 0, 'all_created'::text, p_now, NULL::bigint;
             RETURN;
@@ -482,13 +496,27 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- 6. Write what succeeded, in bulk.
+    -- 6. Write what succeeded, in bulk: in id order with seq in batch order, as on the fast path.
+    --    This path holds its account rows already, so it must not wait for another call that is
+    --    inserting one of the same ids: that call may be a fast path waiting for these rows (a
+    --    cycle). A short lock timeout turns such a wait into an error the service retries (the call
+    --    is idempotent), by which time the other call has committed or rolled back.
     IF cardinality(nw_ids) > 0 THEN
-        INSERT INTO ledger.transfers (id, type, debit_account_id, credit_account_id, amount_minor, currency,
-                                      code, pending_id, timeout_s, expires_at, reversal_of, metadata,
+        saved_lock_timeout := current_setting('lock_timeout');
+        PERFORM set_config('lock_timeout', '200ms', true);
+        INSERT INTO ledger.transfers (seq, id, type, debit_account_id, credit_account_id, amount_minor,
+                                      currency, code, pending_id, timeout_s, expires_at, reversal_of, metadata,
                                       request_hash, created_at)
-        SELECT * , p_now FROM unnest(nw_ids, nw_type, nw_debit, nw_credit, nw_amount, nw_currency, nw_code,
-                                     nw_pending, nw_timeout, nw_expires, nw_reversal, nw_metadata, nw_hash);
+        OVERRIDING SYSTEM VALUE
+        SELECT u.*, p_now
+          FROM (SELECT nextval('ledger.transfers_seq_seq'::regclass) AS seq, v.*
+                  FROM unnest(nw_ids, nw_type, nw_debit, nw_credit, nw_amount, nw_currency, nw_code,
+                              nw_pending, nw_timeout, nw_expires, nw_reversal, nw_metadata, nw_hash)
+                       AS v(id, type, debit, credit, amount, currency, code, pending_id, timeout_s, expires_at,
+                            reversal_of, metadata, hash)
+                OFFSET 0) u
+         ORDER BY u.id;
+        PERFORM set_config('lock_timeout', saved_lock_timeout, true);
         INSERT INTO ledger.open_holds (transfer_id, expires_at)
         SELECT u.id, u.expires FROM unnest(nw_ids, nw_type, nw_expires, nw_resolved) AS u(id, type, expires, resolved)
          WHERE u.type = 'pending' AND NOT u.resolved;
