@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -175,33 +174,6 @@ class TransferRequest:
         return hashlib.sha256(canonical).digest()
 
 
-def batch_columns(batch: Sequence[TransferRequest]) -> dict[str, list[Any] | None]:
-    """The batch as the column arrays ``ledger.create_transfers`` takes (one list per field).
-
-    A column that is empty for every transfer (no post, void, timeout, reversal, metadata or link in
-    the batch) is sent as NULL: the function reads a missing column as all NULL.
-    """
-
-    def optional(values: list[Any]) -> list[Any] | None:
-        return values if any(v is not None for v in values) else None
-
-    return {
-        "id": [r.id for r in batch],
-        "type": [r.type.value for r in batch],
-        "debit": [r.debit_account_id for r in batch],
-        "credit": [r.credit_account_id for r in batch],
-        "amount": [r.amount_minor for r in batch],
-        "currency": [r.currency for r in batch],
-        "code": [r.code for r in batch],
-        "pending": optional([r.pending_id for r in batch]),
-        "timeout": optional([r.timeout_s for r in batch]),
-        "reversal": optional([r.reversal_of for r in batch]),
-        "metadata": optional([orjson.dumps(r.metadata).decode() if r.metadata else None for r in batch]),
-        "hash": [r.fingerprint() for r in batch],
-        "linked": [r.linked for r in batch] if any(r.linked for r in batch) else None,
-    }
-
-
 def check_amount(amount_minor: int) -> None:
     if type(amount_minor) is not int:
         raise DomainError(ErrorCode.INVALID_AMOUNT, "amount_minor must be an integer", field="amount_minor")
@@ -214,6 +186,8 @@ def check_amount(amount_minor: int) -> None:
 def check_metadata(metadata: dict[str, Any]) -> None:
     if not isinstance(metadata, dict):
         raise DomainError(LedgerErrorCode.INVALID_TRANSFER, "metadata must be an object", field="metadata")
+    if not metadata:
+        return  # most transfers carry none
     if len(metadata) > MAX_METADATA_KEYS:
         raise DomainError(
             LedgerErrorCode.METADATA_TOO_LARGE, f"metadata takes at most {MAX_METADATA_KEYS} keys", field="metadata"

@@ -37,10 +37,10 @@ from smartbank.ledger.model import (
     TransferResult,
     TransferType,
     allowed_status_change,
-    batch_columns,
     result_from_db,
     validate_batch,
 )
+from smartbank.ledger.wire import batch_columns
 from smartbank.platform.db import Database
 from smartbank.platform.logging import get_logger
 
