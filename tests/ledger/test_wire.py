@@ -8,6 +8,8 @@ import psycopg
 import pytest
 
 from smartbank.kernel.ids import new_id
+from smartbank.ledger.model import TransferRequest, TransferType
+from smartbank.ledger.service import LedgerService
 from smartbank.ledger.wire import (
     BinaryArray,
     bool_array,
@@ -17,6 +19,8 @@ from smartbank.ledger.wire import (
     text_array,
     uuid_array,
 )
+
+from .helpers import open_account, open_funding, transfer
 
 IDS = [new_id(), uuid.UUID(int=0), uuid.UUID(int=2**128 - 1)]
 
@@ -56,3 +60,43 @@ def test_a_wrong_type_is_refused_by_the_server(database_url: str) -> None:
     """The array carries its element type: PostgreSQL refuses it where another type is expected."""
     with psycopg.connect(database_url) as conn, pytest.raises(psycopg.Error):
         conn.execute("SELECT %b::uuid[]", (int8_array([1, 2]),))
+
+
+async def test_the_event_the_caller_encodes_is_the_one_the_function_would_build(
+    database_url: str, ledger: LedgerService
+) -> None:
+    """The fast path writes the caller's event; the general path builds its own in SQL. For the same
+    transfers the two are the same document."""
+    bank = await open_funding(ledger)
+    alice, bob = await open_account(ledger), await open_account(ledger)
+    fast = [transfer(bank, alice, 500), transfer(bank, bob, 700, type=TransferType.PENDING, timeout_s=60)]
+    # The same kind of transfers, plus one that fails: the batch goes the general path.
+    general = [transfer(bank, alice, 300), transfer(bank, bob, 900, type=TransferType.PENDING, timeout_s=60)]
+    assert all(r.ok for r in await ledger.submit_batch(fast, atomic=False))
+    results = await ledger.submit_batch([*general, transfer(alice, bob, 10**12)], atomic=False)
+    assert [r.ok for r in results] == [True, True, False]
+
+    def expected(batch: list[TransferRequest]) -> dict[str, object]:
+        return {
+            "count": len(batch),
+            "id": [str(r.id) for r in batch],
+            "type": [r.type.value for r in batch],
+            "debit_account_id": [str(r.debit_account_id) for r in batch],
+            "credit_account_id": [str(r.credit_account_id) for r in batch],
+            "amount_minor": [r.amount_minor for r in batch],
+            "currency": [r.currency for r in batch],
+            "code": [r.code for r in batch],
+            "pending_id": [None for _ in batch],
+        }
+
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        for batch in (fast, general):
+            row = await (
+                await conn.execute(
+                    "SELECT payload FROM platform.outbox"
+                    " WHERE topic = 'ledger.transfers_created' AND payload->'id' ? %s",
+                    (str(batch[0].id),),
+                )
+            ).fetchone()
+            assert row is not None
+            assert row[0] == expected(batch)

@@ -64,7 +64,7 @@ _CREATE_SQL = """
 SELECT idx, result, created_at, amount_minor FROM ledger.create_transfers(
     %(now)s, %(id)b::uuid[], %(type)b::text[], %(debit)b::uuid[], %(credit)b::uuid[], %(amount)b::bigint[],
     %(currency)b::text[], %(code)b::integer[], %(pending)b::uuid[], %(timeout)b::integer[], %(reversal)b::uuid[],
-    %(metadata)b::text[]::jsonb[], %(hash)b::bytea[], %(linked)b::boolean[])
+    %(metadata)b::text[]::jsonb[], %(hash)b::bytea[], %(linked)b::boolean[], %(event)s::jsonb)
 """
 
 

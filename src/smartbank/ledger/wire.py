@@ -137,29 +137,48 @@ for _kind in (UuidArray, TextArray, Int4Array, Int8Array, ByteaArray, BoolArray)
     adapters.register_dumper(_kind, _dumper(_kind))
 
 
-def batch_columns(batch: Sequence[TransferRequest]) -> dict[str, BinaryArray | None]:
-    """The batch as the column arrays ``ledger.create_transfers`` takes (one array per field),
-    encoded for the wire (:mod:`smartbank.ledger.wire`).
+def batch_columns(batch: Sequence[TransferRequest]) -> dict[str, BinaryArray | str | None]:
+    """The batch as ``ledger.create_transfers`` takes it: one encoded array per field, and the
+    ``ledger.transfers_created`` event the fast path writes when every transfer is created (JSON).
 
     A column that is empty for every transfer (no post, void, timeout, reversal, metadata or link in
     the batch) is sent as NULL: the function reads a missing column as all NULL.
     """
+    ids = [r.id for r in batch]
+    types = [r.type.value for r in batch]
+    debits = [r.debit_account_id for r in batch]
+    credits = [r.credit_account_id for r in batch]
+    amounts = [r.amount_minor for r in batch]
+    currencies = [r.currency for r in batch]
+    codes = [r.code for r in batch]
     pending = [r.pending_id for r in batch]
     timeout = [r.timeout_s for r in batch]
     reversal = [r.reversal_of for r in batch]
     metadata = [orjson.dumps(r.metadata).decode() if r.metadata else None for r in batch]
+    event = {
+        "count": len(batch),
+        "id": ids,
+        "type": types,
+        "debit_account_id": debits,
+        "credit_account_id": credits,
+        "amount_minor": amounts,
+        "currency": currencies,
+        "code": codes,
+        "pending_id": pending,
+    }
     return {
-        "id": uuid_array([r.id for r in batch]),
-        "type": text_array([r.type.value for r in batch]),
-        "debit": uuid_array([r.debit_account_id for r in batch]),
-        "credit": uuid_array([r.credit_account_id for r in batch]),
-        "amount": int8_array([r.amount_minor for r in batch]),
-        "currency": text_array([r.currency for r in batch]),
-        "code": int4_array([r.code for r in batch]),
+        "id": uuid_array(ids),
+        "type": text_array(types),
+        "debit": uuid_array(debits),
+        "credit": uuid_array(credits),
+        "amount": int8_array(amounts),
+        "currency": text_array(currencies),
+        "code": int4_array(codes),
         "pending": uuid_array(pending) if any(v is not None for v in pending) else None,
         "timeout": int4_array(timeout) if any(v is not None for v in timeout) else None,
         "reversal": uuid_array(reversal) if any(v is not None for v in reversal) else None,
         "metadata": text_array(metadata) if any(v is not None for v in metadata) else None,
         "hash": bytea_array([r.fingerprint() for r in batch]),
         "linked": bool_array([r.linked for r in batch]) if any(r.linked for r in batch) else None,
+        "event": orjson.dumps(event).decode(),  # orjson writes a UUID as its canonical string
     }

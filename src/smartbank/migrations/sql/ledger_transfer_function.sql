@@ -24,10 +24,17 @@ LANGUAGE sql IMMUTABLE AS $legs$
       FROM unnest(t_credit, t_currency, t_type, t_amount) WITH ORDINALITY AS u(credit, currency, type, amount, ord)
 $legs$;
 
+-- The definition before p_event (the fast path's event, built by the caller) was added.
+DROP FUNCTION IF EXISTS ledger.create_transfers(timestamptz, uuid[], text[], uuid[], uuid[], bigint[], text[],
+                                                integer[], uuid[], integer[], uuid[], jsonb[], bytea[], boolean[]);
+
+-- p_event: the ledger.transfers_created event of the whole batch, as the fast path writes it when every
+-- transfer is created (count, then one array per field, as the general path builds it below). The
+-- caller encodes it with the arrays, from the same requests; NULL makes the function build it.
 CREATE OR REPLACE FUNCTION ledger.create_transfers(
     p_now timestamptz, t_id uuid[], t_type text[], t_debit uuid[], t_credit uuid[], t_amount bigint[],
     t_currency text[], t_code integer[], t_pending uuid[], t_timeout integer[], t_reversal uuid[],
-    t_metadata jsonb[], t_hash bytea[], t_linked boolean[])
+    t_metadata jsonb[], t_hash bytea[], t_linked boolean[], p_event jsonb DEFAULT NULL)
 RETURNS TABLE (idx integer, result text, created_at timestamptz, amount_minor bigint)
 LANGUAGE plpgsql
 -- Plans of the statements below are the same for every batch: plan once per session, not per call.
@@ -141,10 +148,11 @@ BEGIN
             END IF;
             INSERT INTO platform.outbox (event_id, topic, payload, created_at)
             VALUES (gen_random_uuid(), 'ledger.transfers_created',
-                    jsonb_build_object('count', n, 'id', to_jsonb(t_id), 'type', to_jsonb(t_type),
-                        'debit_account_id', to_jsonb(t_debit), 'credit_account_id', to_jsonb(t_credit),
-                        'amount_minor', to_jsonb(t_amount), 'currency', to_jsonb(t_currency),
-                        'code', to_jsonb(t_code), 'pending_id', to_jsonb(array_fill(NULL::uuid, ARRAY[n]))),
+                    coalesce(p_event,
+                        jsonb_build_object('count', n, 'id', to_jsonb(t_id), 'type', to_jsonb(t_type),
+                            'debit_account_id', to_jsonb(t_debit), 'credit_account_id', to_jsonb(t_credit),
+                            'amount_minor', to_jsonb(t_amount), 'currency', to_jsonb(t_currency),
+                            'code', to_jsonb(t_code), 'pending_id', to_jsonb(array_fill(NULL::uuid, ARRAY[n])))),
                     p_now);
             -- The accounts last, in id order: the nested loop over the id-sorted array locks the rows
             -- in id order.

@@ -8,7 +8,9 @@ A fast-path call now inserts its transfers (in id order, history positions in ba
 outbox row before its guarded UPDATE of the accounts, so concurrent calls that share accounts wait
 on each other only for that UPDATE and the commit. The general path inserts in id order too and
 gives up, within a short lock timeout, a wait on another call's insert of the same id while it holds
-account rows (the service retries it). Re-applies ``sql/ledger_transfer_function.sql``; see
+account rows (the service retries it). The function takes the fast path's event from the caller
+(``p_event``, built with the column arrays) instead of building it from the arrays: the definition
+with the old argument list is dropped. Re-applies ``sql/ledger_transfer_function.sql``; see
 docs/adr/0002-ledger-concurrency.md.
 """
 
