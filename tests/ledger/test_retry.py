@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from prometheus_client import REGISTRY
 
+from smartbank.kernel.errors import DomainError, ErrorCode
 from smartbank.ledger.model import ResultStatus
 from smartbank.ledger.service import MAX_ATTEMPTS, LedgerService
 
@@ -93,8 +94,13 @@ async def test_a_call_failing_every_attempt_raises_after_the_limit(
         ledger, monkeypatch, lambda n: psycopg.errors.SerializationFailure("could not serialize"), after=False
     )
 
-    with pytest.raises(psycopg.errors.SerializationFailure):
+    with pytest.raises(DomainError) as refused:
         await ledger.submit_batch([transfer(bank, alice, 700)], atomic=False)
 
+    # A 503 with a stable code for the API, the database's reason underneath for the logs.
+    assert refused.value.code == ErrorCode.SERVICE_UNAVAILABLE
+    assert refused.value.http_status == 503
+    assert refused.value.details == {"retry_after_s": 1, "sqlstate": "40001"}
+    assert isinstance(refused.value.__cause__, psycopg.errors.SerializationFailure)
     assert len(calls) == MAX_ATTEMPTS
     assert (await ledger.get_account(alice)).balances.credits_posted == 0

@@ -261,8 +261,16 @@ class LedgerService:
                     rows = await cursor.fetchall()
                 break
             except psycopg.Error as exc:
-                if attempt == MAX_ATTEMPTS or not _is_transient(exc):
+                if not _is_transient(exc):
                     raise
+                if attempt == MAX_ATTEMPTS:
+                    # Nothing was written (each attempt is one transaction); the same ids are safe to retry.
+                    raise DomainError(
+                        ErrorCode.SERVICE_UNAVAILABLE,
+                        "the ledger could not complete the call; retry it with the same transfer ids",
+                        retry_after_s=1,
+                        sqlstate=exc.sqlstate or "connection",
+                    ) from exc
                 log.warning("ledger.retry", attempt=attempt, sqlstate=exc.sqlstate)
                 RETRIES.labels(exc.sqlstate or "connection").inc()
                 await asyncio.sleep(0.005 * 2**attempt)
