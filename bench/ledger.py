@@ -285,6 +285,7 @@ class Window:
     exists: int
     failed: int
     mean_batch: float | None
+    wal: tuple[int, int] | None = None  # WAL bytes and full-page images written in the window
 
 
 @dataclass
@@ -299,6 +300,24 @@ class CaseResult:
     failure_codes: dict[str, int]
     p50_ms: float | None = None
     p99_ms: float | None = None
+    wal_bytes_per_transfer: float | None = None
+    fpi_per_transfer: float | None = None
+
+
+@dataclass
+class WalCounter:
+    """The server's WAL written so far (``pg_stat_wal``: every database, so run the bench alone)."""
+
+    url: str
+
+    async def read(self) -> tuple[int, int]:
+        return await asyncio.to_thread(self.read_now)
+
+    def read_now(self) -> tuple[int, int]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            row = conn.execute("SELECT wal_bytes::bigint, wal_fpi FROM pg_stat_wal").fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
 
 
 class Load:
@@ -395,6 +414,7 @@ async def run_clients(
     *,
     warmup: float,
     duration: float,
+    wal: WalCounter | None = None,
 ) -> Window:
     """Run the clients; count what completes inside the measured window (after the warm-up)."""
     stop = asyncio.Event()
@@ -409,18 +429,23 @@ async def run_clients(
 
     try:
         await wait(warmup)
+        wal_before = await wal.read() if wal else None
         before, calls_before, started = tally.snapshot(), batch_histogram(), time.perf_counter()
         tally.measuring = True
         await wait(duration)
         tally.measuring = False
         after, calls_after, elapsed = tally.snapshot(), batch_histogram(), time.perf_counter() - started
+        wal_after = await wal.read() if wal else None
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
     created, exists, failed = (a - b for a, b in zip(after, before, strict=True))
     calls = calls_after[1] - calls_before[1]
     mean_batch = (calls_after[0] - calls_before[0]) / calls if calls else None
-    return Window(started, elapsed, created, exists, failed, mean_batch)
+    wal_used = None
+    if wal_before is not None and wal_after is not None:
+        wal_used = (wal_after[0] - wal_before[0], wal_after[1] - wal_before[1])
+    return Window(started, elapsed, created, exists, failed, mean_batch, wal_used)
 
 
 def case_result(name: str, tally: Tally, window: Window) -> CaseResult:
@@ -435,6 +460,10 @@ def case_result(name: str, tally: Tally, window: Window) -> CaseResult:
     if latencies:
         p50 = statistics.median(latencies) * 1000
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    done = window.created + window.exists + window.failed
+    wal_bytes = fpi = None
+    if window.wal is not None and done:
+        wal_bytes, fpi = window.wal[0] / done, window.wal[1] / done
     return CaseResult(
         name=name,
         tps=tps,
@@ -446,11 +475,20 @@ def case_result(name: str, tally: Tally, window: Window) -> CaseResult:
         failure_codes=dict(tally.codes.most_common(5)),
         p50_ms=p50,
         p99_ms=p99,
+        wal_bytes_per_transfer=wal_bytes,
+        fpi_per_transfer=fpi,
     )
 
 
 async def single_case(
-    name: str, ledger: LedgerService, load: Load, *, clients: int, warmup: float, duration: float
+    name: str,
+    ledger: LedgerService,
+    load: Load,
+    *,
+    clients: int,
+    warmup: float,
+    duration: float,
+    wal: WalCounter | None = None,
 ) -> CaseResult:
     tally = Tally()
     # Drawn before the clock starts, as in the batch case: the load generator is not what is measured.
@@ -466,7 +504,7 @@ async def single_case(
                 tally.latencies.append(time.perf_counter() - started)
             tally.add((result,))
 
-    window = await run_clients([client] * clients, tally, warmup=warmup, duration=duration)
+    window = await run_clients([client] * clients, tally, warmup=warmup, duration=duration, wal=wal)
     await ledger.drain()
     if next(ready, None) is None:
         say(f"{name}: the {len(drawn):,} drawn transfers ran out; the rest were drawn on the spot")
@@ -474,7 +512,14 @@ async def single_case(
 
 
 async def batch_case(
-    ledger: LedgerService, load: Load, *, clients: int, size: int, warmup: float, duration: float
+    ledger: LedgerService,
+    load: Load,
+    *,
+    clients: int,
+    size: int,
+    warmup: float,
+    duration: float,
+    wal: WalCounter | None = None,
 ) -> CaseResult:
     tally = Tally()
     # The requests are drawn before the clock starts: drawing 1,000 random transfers costs about as much
@@ -491,7 +536,7 @@ async def batch_case(
             tally.add(await ledger.submit_batch(batch, atomic=False))
             tally.completions.append((time.perf_counter(), len(batch)))
 
-    window = await run_clients([client] * clients, tally, warmup=warmup, duration=duration)
+    window = await run_clients([client] * clients, tally, warmup=warmup, duration=duration, wal=wal)
     if next(ready, None) is None:
         say(f"batch: the {len(batches):,} drawn batches ran out; the rest were drawn on the spot")
     return case_result("batch", tally, window)
@@ -526,6 +571,10 @@ def describe(case: CaseResult) -> str:
         line += f", mean {case.mean_batch:.1f} transfers per database call"
     if case.p50_ms is not None and case.p99_ms is not None:
         line += f", latency p50 {case.p50_ms:.1f} ms p99 {case.p99_ms:.1f} ms"
+    if case.wal_bytes_per_transfer is not None and case.fpi_per_transfer is not None:
+        line += (
+            f", WAL {case.wal_bytes_per_transfer / 1024:.2f} KiB ({case.fpi_per_transfer:.2f} full pages) a transfer"
+        )
     if case.failure_codes:
         line += f", failures {case.failure_codes}"
     return line
@@ -609,6 +658,7 @@ async def bench(opts: Options, ledger_url: str, pgbench_url: str, pgbench: PgBen
     db = Database(create_engine(ledger_url, settings))
     results: dict[str, CaseResult] = {}
     pgbench_tps: float | None = None
+    pgbench_wal: tuple[float, float] | None = None
     pgbench_init: asyncio.Task[None] | None = None
     try:
         await db.check_server()
@@ -617,6 +667,7 @@ async def bench(opts: Options, ledger_url: str, pgbench_url: str, pgbench: PgBen
         if pgbench is not None:
             require_durable(pgbench_facts(pgbench_url), "pgbench database")
         superuser = facts["is_superuser"] == "on"
+        wal = WalCounter(libpq_url(ledger_url))
         if not superuser:
             say("not a superuser: no CHECKPOINT between cases")
 
@@ -643,7 +694,7 @@ async def bench(opts: Options, ledger_url: str, pgbench_url: str, pgbench: PgBen
             load = Load(accounts, opts.seed + n, hot_share=opts.hot_share if name == "hot" else 0.0)
             say(f"{name}: {opts.clients} clients, inflight_max={opts.inflight}, pool_size={opts.pool_size}")
             results[name] = await single_case(
-                name, ledger, load, clients=opts.clients, warmup=opts.warmup, duration=opts.duration
+                name, ledger, load, clients=opts.clients, warmup=opts.warmup, duration=opts.duration, wal=wal
             )
             say(describe(results[name]))
             await verify(ledger, name)
@@ -663,6 +714,7 @@ async def bench(opts: Options, ledger_url: str, pgbench_url: str, pgbench: PgBen
                 size=opts.batch_size,
                 warmup=opts.warmup,
                 duration=opts.duration,
+                wal=wal,
             )
             say(describe(results["batch"]))
             await verify(ledger, "batch")
@@ -672,8 +724,15 @@ async def bench(opts: Options, ledger_url: str, pgbench_url: str, pgbench: PgBen
             seconds = max(1, round(opts.duration))
             say(f"pgbench: -M prepared -c 8 -j 2, warm-up {max(1, round(opts.warmup))} s, then -T {seconds}")
             await pgbench.run(max(1, round(opts.warmup)))
+            wal_before = await wal.read()
             pgbench_tps = await pgbench.run(seconds)
-            say(f"pgbench: {pgbench_tps:,.0f} tps")
+            wal_after = await wal.read()
+            txns = pgbench_tps * seconds
+            pgbench_wal = ((wal_after[0] - wal_before[0]) / txns, (wal_after[1] - wal_before[1]) / txns)
+            say(
+                f"pgbench: {pgbench_tps:,.0f} tps, WAL {pgbench_wal[0] / 1024:.2f} KiB "
+                f"({pgbench_wal[1]:.2f} full pages) a transaction"
+            )
     finally:
         if pgbench_init is not None and not pgbench_init.done():
             pgbench_init.cancel()
@@ -681,11 +740,15 @@ async def bench(opts: Options, ledger_url: str, pgbench_url: str, pgbench: PgBen
                 await pgbench_init
         await db.dispose()
 
-    return build_report(opts, facts, results, pgbench_tps)
+    return build_report(opts, facts, results, pgbench_tps, pgbench_wal)
 
 
 def build_report(
-    opts: Options, facts: dict[str, str], results: dict[str, CaseResult], pgbench_tps: float | None
+    opts: Options,
+    facts: dict[str, str],
+    results: dict[str, CaseResult],
+    pgbench_tps: float | None,
+    pgbench_wal: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     report: dict[str, Any] = {}
     for name in ("single", "hot", "batch"):
@@ -706,6 +769,12 @@ def build_report(
         if case.p50_ms is not None and case.p99_ms is not None:
             report[f"{name}_p50_ms"] = round(case.p50_ms, 2)
             report[f"{name}_p99_ms"] = round(case.p99_ms, 2)
+        if case.wal_bytes_per_transfer is not None and case.fpi_per_transfer is not None:
+            report[f"{name}_wal_bytes_per_transfer"] = round(case.wal_bytes_per_transfer)
+            report[f"{name}_fpi_per_transfer"] = round(case.fpi_per_transfer, 3)
+    if pgbench_wal is not None:
+        report["pgbench_wal_bytes_per_txn"] = round(pgbench_wal[0])
+        report["pgbench_fpi_per_txn"] = round(pgbench_wal[1], 3)
     report |= {
         "server_version": facts["server_version"],
         "synchronous_commit": facts["synchronous_commit"],
