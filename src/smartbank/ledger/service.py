@@ -47,7 +47,7 @@ from smartbank.platform.logging import get_logger
 log = get_logger(__name__)
 
 #: Attempts of one database call on a transient failure (lost connection, deadlock, a concurrent
-#: insert of the same id). Safe: the call is idempotent by transfer id.
+#: insert of the same id, a lock wait given up). Safe: the call is idempotent by transfer id.
 MAX_ATTEMPTS: Final = 5
 _TRANSIENT_SQLSTATES: Final = frozenset({"40001", "40P01", "23505", "55P03", "57P01", "08000", "08003", "08006"})
 
@@ -264,7 +264,8 @@ class LedgerService:
                 if not _is_transient(exc):
                     raise
                 if attempt == MAX_ATTEMPTS:
-                    # Nothing was written (each attempt is one transaction); the same ids are safe to retry.
+                    # Each attempt is one transaction, and one whose connection was lost may have
+                    # committed: the same ids sent again get the original results, never a second posting.
                     raise DomainError(
                         ErrorCode.SERVICE_UNAVAILABLE,
                         "the ledger could not complete the call; retry it with the same transfer ids",
