@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import orjson
 from psycopg import adapters
@@ -38,6 +38,9 @@ class BinaryArray(bytes):
 
     array_oid: ClassVar[int]
     element_oid: ClassVar[int]
+
+
+_A = TypeVar("_A", bound=BinaryArray)
 
 
 class UuidArray(BinaryArray):
@@ -68,13 +71,13 @@ def _header(kind: type[BinaryArray], values: Sequence[Any], has_null: bool) -> b
     return _HEADER.pack(1, int(has_null), kind.element_oid, len(values), 1)
 
 
-def _encode(kind: type[BinaryArray], values: Sequence[Any], element: Callable[[Any], bytes]) -> BinaryArray:
+def _encode(kind: type[_A], values: Sequence[Any], element: Callable[[Any], bytes]) -> _A:
     """Element by element, NULLs allowed."""
     has_null = any(v is None for v in values)
     return kind(b"".join([_header(kind, values, has_null), *(_NULL if v is None else element(v) for v in values)]))
 
 
-def _fixed(kind: type[BinaryArray], values: Sequence[Any], length: bytes, raw: list[bytes]) -> BinaryArray:
+def _fixed(kind: type[_A], values: Sequence[Any], length: bytes, raw: list[bytes]) -> _A:
     """Elements of one length and no NULL: the length word joins the raw elements."""
     if not raw:
         return kind(_header(kind, values, False))
@@ -83,8 +86,8 @@ def _fixed(kind: type[BinaryArray], values: Sequence[Any], length: bytes, raw: l
 
 def uuid_array(values: Sequence[uuid.UUID | None]) -> UuidArray:
     if None in values:
-        return _encode(UuidArray, values, lambda v: _LEN16 + v.bytes)  # type: ignore[return-value]
-    return _fixed(UuidArray, values, _LEN16, [v.bytes for v in values])  # type: ignore[return-value,union-attr]
+        return _encode(UuidArray, values, lambda v: _LEN16 + v.bytes)
+    return _fixed(UuidArray, values, _LEN16, [v.bytes for v in values])  # type: ignore[union-attr]
 
 
 def text_array(values: Sequence[str | None]) -> TextArray:
@@ -98,27 +101,27 @@ def text_array(values: Sequence[str | None]) -> TextArray:
             data = encoded[value] = _INT4.pack(len(raw)) + raw
         return data
 
-    return _encode(TextArray, values, element)  # type: ignore[return-value]
+    return _encode(TextArray, values, element)
 
 
 def int4_array(values: Sequence[int | None]) -> Int4Array:
     if None in values:
-        return _encode(Int4Array, values, lambda v: _LEN4 + _INT4.pack(v))  # type: ignore[return-value]
-    return _fixed(Int4Array, values, _LEN4, [_INT4.pack(v) for v in values])  # type: ignore[return-value]
+        return _encode(Int4Array, values, lambda v: _LEN4 + _INT4.pack(v))
+    return _fixed(Int4Array, values, _LEN4, [_INT4.pack(v) for v in values])
 
 
 def int8_array(values: Sequence[int | None]) -> Int8Array:
     if None in values:
-        return _encode(Int8Array, values, lambda v: _LEN8 + _INT8.pack(v))  # type: ignore[return-value]
-    return _fixed(Int8Array, values, _LEN8, [_INT8.pack(v) for v in values])  # type: ignore[return-value]
+        return _encode(Int8Array, values, lambda v: _LEN8 + _INT8.pack(v))
+    return _fixed(Int8Array, values, _LEN8, [_INT8.pack(v) for v in values])
 
 
 def bytea_array(values: Sequence[bytes | None]) -> ByteaArray:
-    return _encode(ByteaArray, values, lambda v: _INT4.pack(len(v)) + v)  # type: ignore[return-value]
+    return _encode(ByteaArray, values, lambda v: _INT4.pack(len(v)) + v)
 
 
 def bool_array(values: Sequence[bool | None]) -> BoolArray:
-    return _encode(BoolArray, values, lambda v: _TRUE if v else _FALSE)  # type: ignore[return-value]
+    return _encode(BoolArray, values, lambda v: _TRUE if v else _FALSE)
 
 
 def _dumper(kind: type[BinaryArray]) -> type[Dumper]:
