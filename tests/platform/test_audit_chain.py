@@ -263,3 +263,26 @@ async def test_concurrent_writers_and_a_running_chainer_give_an_intact_chain(own
     await settle(db, 80)
     report = await verify(db)
     assert (report.problems, report.rows, report.chained) == ([], 80, 80)
+
+
+async def test_rows_are_chained_in_transaction_id_order_across_digit_counts(own_db: tuple[Database, str]) -> None:
+    """Transaction ids 9, 10, 99, 100 and 1000 are chained in that order, not in their text order
+    ('10' < '100' < '1000' < '9' < '99'), however the batches fall."""
+    db, url = own_db
+    txids = [1000, 99, 9, 100, 10]
+    with psycopg.connect(url, autocommit=True) as conn:
+        for txid in txids:
+            conn.execute(
+                "INSERT INTO platform.audit_log (id, txid, action, outcome, actor_kind, mac)"
+                " VALUES (%s, %s::text::xid8, 'identity.login', 'success', 'system', %s)",
+                (uuid.uuid4(), txid, bytes(32)),
+            )
+
+    assert await chain_pending(db, batch=2) == len(txids)
+    assert await chain_pending(db, batch=2) == 0
+
+    async with db.connect() as conn:
+        chained = (
+            await conn.execute(text("SELECT audit_txid::text FROM platform.audit_chain ORDER BY chain_seq"))
+        ).scalars()
+        assert [int(t) for t in chained] == sorted(txids)

@@ -243,6 +243,11 @@ async def chain_pending(db: Database, *, batch: int = CHAIN_BATCH, max_batches: 
 
     Only rows whose transaction id is below the snapshot's xmin are taken: every such transaction
     has finished, so no row can later appear before the chain head in (txid, seq) order.
+
+    The order is the ``xid8`` column's (``a.txid``): an unqualified ``txid`` in ``ORDER BY`` would
+    name the text column of the select list, and '10000' sorts before '1268'. Chains linked in that
+    order by earlier versions have entries out of order; rows already in the chain are skipped, so
+    such a chain goes on growing, and ``verify`` names the rows it left behind.
     """
     total = 0
     for _ in range(max_batches):
@@ -261,10 +266,11 @@ async def chain_pending(db: Database, *, batch: int = CHAIN_BATCH, max_batches: 
                 await conn.execute(
                     text(
                         """
-                        SELECT seq, txid::text AS txid, mac FROM platform.audit_log
-                        WHERE txid < pg_snapshot_xmin(pg_current_snapshot())
-                          AND (txid, seq) > (CAST(:txid AS xid8), :seq)
-                        ORDER BY txid, seq LIMIT :limit
+                        SELECT a.seq, a.txid::text AS txid, a.mac FROM platform.audit_log a
+                        WHERE a.txid < pg_snapshot_xmin(pg_current_snapshot())
+                          AND (a.txid, a.seq) > (CAST(:txid AS xid8), :seq)
+                          AND NOT EXISTS (SELECT 1 FROM platform.audit_chain c WHERE c.audit_seq = a.seq)
+                        ORDER BY a.txid, a.seq LIMIT :limit
                         """
                     ),
                     {"txid": head_txid, "seq": head_seq, "limit": batch},
