@@ -22,7 +22,7 @@ import ipaddress
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
@@ -244,7 +244,7 @@ class BankingService:
 
     async def _record(self, conn: Any, event: AuditEvent) -> None:
         """Append an audit row dated by this service's clock."""
-        await record(conn, replace(event, occurred_at=event.occurred_at or self._clock.now()))
+        await record(conn, event, now=self._clock.now())
 
     async def _account_for(self, principal: Principal, account_id: uuid.UUID, permission: Permission) -> DepositAccount:
         """The one access rule for deposit accounts: the owner, or staff with ``permission``."""

@@ -178,7 +178,9 @@ def _audit(principal: Principal, action: str, customer_id: uuid.UUID, details: d
     )
 
 
-async def _record(request: RequestInfo | None, conn: AsyncConnection, event: AuditEvent) -> None:
+async def _record(
+    request: RequestInfo | None, conn: AsyncConnection, event: AuditEvent, *, now: datetime | None = None
+) -> None:
     """Append an audit row, with where the request came from when the caller knows it."""
     if request is not None:
         ip = request.ip
@@ -190,7 +192,7 @@ async def _record(request: RequestInfo | None, conn: AsyncConnection, event: Aud
         device = request.device[:300] if request.device else None
         request_id = request.request_id[:200] if request.request_id else None
         event = replace(event, ip=ip, device=device, request_id=request_id)
-    await record(conn, event)
+    await record(conn, event, now=now)
 
 
 def _client(request: RequestInfo | None) -> ClientInfo:
@@ -230,7 +232,7 @@ class CustomerService:
 
     async def _record(self, request: RequestInfo | None, conn: AsyncConnection, event: AuditEvent) -> None:
         """Append an audit row dated by this service's clock, with where the request came from."""
-        await _record(request, conn, replace(event, occurred_at=event.occurred_at or self._clock.now()))
+        await _record(request, conn, event, now=self._clock.now())
 
     async def start_registration(
         self, kind: ContactKind, address: str, *, request: RequestInfo | None = None

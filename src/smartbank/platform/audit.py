@@ -129,14 +129,17 @@ def _normal_ip(ip: str | None) -> str | None:
     return None if ip is None else str(ipaddress.ip_address(ip))
 
 
-async def record(conn: AsyncConnection, event: AuditEvent) -> uuid.UUID:
-    """Append one audit row inside the caller's transaction; returns its id."""
+async def record(conn: AsyncConnection, event: AuditEvent, *, now: datetime | None = None) -> uuid.UUID:
+    """Append one audit row inside the caller's transaction; returns its id.
+
+    The row is dated ``event.occurred_at``, else ``now`` (a service passes its clock's), else the
+    system time."""
     details_json = orjson.dumps(event.details, option=orjson.OPT_SORT_KEYS)
     if len(details_json) > MAX_DETAILS_BYTES:
         raise ValueError(f"audit details are {len(details_json)} bytes; at most {MAX_DETAILS_BYTES}")
     details = orjson.loads(details_json)  # what jsonb will give back
     audit_id = new_id()
-    occurred_at = (event.occurred_at or datetime.now(UTC)).astimezone(UTC)
+    occurred_at = (event.occurred_at or now or datetime.now(UTC)).astimezone(UTC)
     columns: dict[str, Any] = {
         "id": audit_id,
         "occurred_at": occurred_at,
