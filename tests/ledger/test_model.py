@@ -93,6 +93,39 @@ def test_batch_rules() -> None:
     assert err.value.code == "linked_event_chain_open"
 
 
+def test_batch_reports_the_first_problem_in_batch_order() -> None:
+    same = _t()
+    with pytest.raises(DomainError) as err:
+        validate_batch([same, _t(amount_minor=0), same])
+    assert (err.value.code, err.value.details["index"]) == ("amount_must_be_positive", 1)
+    with pytest.raises(DomainError) as err:
+        validate_batch([same, same, _t(amount_minor=0)])
+    assert (err.value.code, err.value.details["index"]) == ("duplicate_id_in_batch", 1)
+
+
+@pytest.mark.parametrize("missing", ["debit_account_id", "credit_account_id", "amount_minor", "currency", "code"])
+def test_a_new_transfer_names_the_field_it_lacks(missing: str) -> None:
+    with pytest.raises(DomainError) as err:
+        _t(**{missing: None}).validate()
+    assert (err.value.code, err.value.details["field"]) == ("invalid_transfer", missing)
+
+
+def test_fingerprint_is_stable_across_releases() -> None:
+    """Stored with every transfer and compared on each retry: the same request must keep its hash."""
+    request = TransferRequest(
+        id=uuid.UUID(int=1),
+        type=TransferType.PENDING,
+        debit_account_id=uuid.UUID(int=2),
+        credit_account_id=uuid.UUID(int=3),
+        amount_minor=12345,
+        currency="CNY",
+        code=7,
+        timeout_s=60,
+        metadata={"b": 1, "a": "人"},
+    )
+    assert request.fingerprint().hex() == "cadaec47cf4bb98fc71e60bf514f41a28d372d369899880df96cf2e7a43868d8"
+
+
 def test_balances_by_normal_side() -> None:
     b = Balances(debits_pending=30, debits_posted=100, credits_pending=5, credits_posted=500)
     assert (b.posted(AccountKind.LIABILITY), b.pending(AccountKind.LIABILITY), b.available(AccountKind.LIABILITY)) == (

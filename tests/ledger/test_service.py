@@ -225,3 +225,22 @@ async def test_the_database_fails_a_chain_left_open_even_when_python_is_bypassed
 
     assert [(r.status, r.code) for r in results] == [(ResultStatus.FAILED, "linked_event_chain_open")] * 2
     assert (await ledger.get_account(alice)).balances.credits_posted == 0
+
+
+async def test_a_batch_whose_total_overflows_an_account_names_the_transfer(ledger: LedgerService) -> None:
+    """Each transfer fits, their sum on the bank's debit side does not: the fast path's bigint total
+    stops, and the general path says which transfer would overflow the account."""
+    bank = await open_funding(ledger)
+    alice = await open_account(ledger)
+    bob = await open_account(ledger)
+    half = 2**62 + 1
+
+    results = await ledger.submit_batch([transfer(bank, alice, half), transfer(bank, bob, half)], atomic=False)
+
+    assert [(r.status, r.code) for r in results] == [
+        (ResultStatus.CREATED, None),
+        (ResultStatus.FAILED, "overflows_debits"),
+    ]
+    assert (await ledger.get_account(bank)).balances.debits_posted == half
+    assert (await ledger.get_account(bob)).balances.credits_posted == 0
+    assert await ledger.verify() == []

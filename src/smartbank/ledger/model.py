@@ -25,6 +25,8 @@ MAX_METADATA_KEYS: Final = 32
 MAX_TIMEOUT_S: Final = 90 * 24 * 3600
 MAX_CODE: Final = 65535
 MAX_PAGE: Final = 500
+#: The fields a new (posted or pending) transfer must name.
+_NEW_TRANSFER_FIELDS: Final = ("debit_account_id", "credit_account_id", "amount_minor", "currency", "code")
 
 
 class AccountKind(StrEnum):
@@ -117,9 +119,15 @@ class TransferRequest:
     def validate(self) -> None:
         """Shape rules that need no database. Raises :class:`DomainError` (4xx)."""
         if self.type in (TransferType.POSTED, TransferType.PENDING):
-            for name in ("debit_account_id", "credit_account_id", "amount_minor", "currency", "code"):
-                if getattr(self, name) is None:
-                    raise DomainError(LedgerErrorCode.INVALID_TRANSFER, f"{name} is required", field=name)
+            if (
+                self.debit_account_id is None
+                or self.credit_account_id is None
+                or self.amount_minor is None
+                or self.currency is None
+                or self.code is None
+            ):
+                name = next(name for name in _NEW_TRANSFER_FIELDS if getattr(self, name) is None)
+                raise DomainError(LedgerErrorCode.INVALID_TRANSFER, f"{name} is required", field=name)
             if self.pending_id is not None:
                 raise DomainError(
                     LedgerErrorCode.INVALID_TRANSFER, "pending_id only applies to post or void", field="pending_id"
@@ -152,13 +160,14 @@ class TransferRequest:
                 raise DomainError(
                     LedgerErrorCode.INVALID_TRANSFER, f"timeout_s must be 1..{MAX_TIMEOUT_S}", field="timeout_s"
                 )
-        check_metadata(self.metadata)
+        if self.metadata or type(self.metadata) is not dict:  # most transfers carry none
+            check_metadata(self.metadata)
 
     def fingerprint(self) -> bytes:
         """A hash of every field that defines the request (not ``linked``): equal iff same request."""
         canonical = orjson.dumps(
             [
-                self.type.value,
+                self.type,  # a StrEnum: orjson writes its value
                 self.debit_account_id,  # orjson writes a UUID as its canonical string
                 self.credit_account_id,
                 self.amount_minor,
@@ -226,13 +235,17 @@ def validate_batch(requests: list[TransferRequest]) -> None:
         raise DomainError(
             LedgerErrorCode.BATCH_TOO_LARGE, f"a batch takes at most {MAX_BATCH} transfers", size=len(requests)
         )
-    seen: set[uuid.UUID] = set()
+    # Ids compared as integers: hashing a UUID object runs Python code, its integer does not. When
+    # an id repeats, the first problem in batch order is reported, a repeat or an invalid transfer.
+    unique = len({request.id.int for request in requests}) == len(requests)
+    seen: set[int] = set()
     for index, request in enumerate(requests):
-        if request.id in seen:
-            raise DomainError(
-                LedgerErrorCode.DUPLICATE_ID_IN_BATCH, "each transfer in a batch needs its own id", index=index
-            )
-        seen.add(request.id)
+        if not unique:
+            if request.id.int in seen:
+                raise DomainError(
+                    LedgerErrorCode.DUPLICATE_ID_IN_BATCH, "each transfer in a batch needs its own id", index=index
+                )
+            seen.add(request.id.int)
         try:
             request.validate()
         except DomainError as exc:

@@ -244,7 +244,7 @@ class LedgerService:
         if atomic:
             batch = [replace(r, linked=i < len(batch) - 1) for i, r in enumerate(batch)]
         validate_batch(batch)
-        if any(r.type is TransferType.EXPIRE_PENDING for r in batch):
+        if TransferType.EXPIRE_PENDING in {r.type for r in batch}:
             raise DomainError(LedgerErrorCode.INVALID_TRANSFER, "only the expiry job expires holds", field="type")
         async with self._batch_slots:
             return await self._execute(batch)
@@ -281,14 +281,15 @@ class LedgerService:
                 TransferResult(request.id, ResultStatus.CREATED, None, created_at, request.amount_minor)
                 for request in batch
             ]
+            outcomes = collections.Counter({ResultStatus.CREATED.value: len(batch)})
         else:
             invariant(len(rows) == len(batch), "transfer function returned a result per request")
             results = [
                 result_from_db(request.id, result, created_at, amount)
                 for request, (_, result, created_at, amount) in zip(batch, sorted(rows), strict=True)
             ]
+            outcomes = collections.Counter(result.code or result.status.value for result in results)
         BATCH_SIZE.observe(len(batch))
-        outcomes = collections.Counter(result.code or result.status.value for result in results)
         for outcome, count in outcomes.items():
             TRANSFERS.labels(outcome).inc(count)
         created = outcomes[ResultStatus.CREATED.value]

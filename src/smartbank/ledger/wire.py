@@ -85,23 +85,18 @@ def _fixed(kind: type[_A], values: Sequence[Any], length: bytes, raw: list[bytes
 
 
 def uuid_array(values: Sequence[uuid.UUID | None]) -> UuidArray:
-    if None in values:
+    try:
+        # ``v.int`` is a slot and ``to_bytes`` runs in C: about a third faster than ``v.bytes``.
+        raw = [v.int.to_bytes(16, "big") for v in values]  # type: ignore[union-attr]
+    except AttributeError:  # a NULL among them
         return _encode(UuidArray, values, lambda v: _LEN16 + v.bytes)
-    return _fixed(UuidArray, values, _LEN16, [v.bytes for v in values])  # type: ignore[union-attr]
+    return _fixed(UuidArray, values, _LEN16, raw)
 
 
 def text_array(values: Sequence[str | None]) -> TextArray:
     # Most text columns of a batch repeat a few values (type, currency): each is encoded once.
-    encoded: dict[str, bytes] = {}
-
-    def element(value: str) -> bytes:
-        data = encoded.get(value)
-        if data is None:
-            raw = value.encode()
-            data = encoded[value] = _INT4.pack(len(raw)) + raw
-        return data
-
-    return _encode(TextArray, values, element)
+    encoded = {v: _NULL if v is None else _INT4.pack(len(raw := v.encode())) + raw for v in set(values)}
+    return TextArray(b"".join([_header(TextArray, values, None in encoded), *[encoded[v] for v in values]]))
 
 
 def int4_array(values: Sequence[int | None]) -> Int4Array:
@@ -117,6 +112,12 @@ def int8_array(values: Sequence[int | None]) -> Int8Array:
 
 
 def bytea_array(values: Sequence[bytes | None]) -> ByteaArray:
+    try:
+        lengths = {len(v) for v in values}  # type: ignore[arg-type]
+    except TypeError:  # a NULL among them
+        lengths = set()
+    if len(lengths) == 1:  # all of one length, as hashes are
+        return _fixed(ByteaArray, values, _INT4.pack(lengths.pop()), list(values))  # type: ignore[arg-type]
     return _encode(ByteaArray, values, lambda v: _INT4.pack(len(v)) + v)
 
 
@@ -147,8 +148,9 @@ def batch_columns(batch: Sequence[TransferRequest]) -> dict[str, BinaryArray | s
     A column that is empty for every transfer (no post, void, timeout, reversal, metadata or link in
     the batch) is sent as NULL: the function reads a missing column as all NULL.
     """
+    n = len(batch)
     ids = [r.id for r in batch]
-    types = [r.type.value for r in batch]
+    types = [str(r.type) for r in batch]  # a StrEnum's str() is its value, without the Python property
     debits = [r.debit_account_id for r in batch]
     credits = [r.credit_account_id for r in batch]
     amounts = [r.amount_minor for r in batch]
@@ -158,6 +160,7 @@ def batch_columns(batch: Sequence[TransferRequest]) -> dict[str, BinaryArray | s
     timeout = [r.timeout_s for r in batch]
     reversal = [r.reversal_of for r in batch]
     metadata = [orjson.dumps(r.metadata).decode() if r.metadata else None for r in batch]
+    linked = [r.linked for r in batch]
     event = {
         "count": len(batch),
         "id": ids,
@@ -177,11 +180,12 @@ def batch_columns(batch: Sequence[TransferRequest]) -> dict[str, BinaryArray | s
         "amount": int8_array(amounts),
         "currency": text_array(currencies),
         "code": int4_array(codes),
-        "pending": uuid_array(pending) if any(v is not None for v in pending) else None,
-        "timeout": int4_array(timeout) if any(v is not None for v in timeout) else None,
-        "reversal": uuid_array(reversal) if any(v is not None for v in reversal) else None,
-        "metadata": text_array(metadata) if any(v is not None for v in metadata) else None,
+        # count(None) compares by identity first: a column of NULLs is counted in C.
+        "pending": uuid_array(pending) if pending.count(None) != n else None,
+        "timeout": int4_array(timeout) if timeout.count(None) != n else None,
+        "reversal": uuid_array(reversal) if reversal.count(None) != n else None,
+        "metadata": text_array(metadata) if metadata.count(None) != n else None,
         "hash": bytea_array([r.fingerprint() for r in batch]),
-        "linked": bool_array([r.linked for r in batch]) if any(r.linked for r in batch) else None,
+        "linked": bool_array(linked) if True in linked else None,
         "event": orjson.dumps(event).decode(),  # orjson writes a UUID as its canonical string
     }

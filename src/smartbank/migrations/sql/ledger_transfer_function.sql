@@ -24,6 +24,10 @@ LANGUAGE sql IMMUTABLE AS $legs$
       FROM unnest(t_credit, t_currency, t_type, t_amount) WITH ORDINALITY AS u(credit, currency, type, amount, ord)
 $legs$;
 
+-- A sum of bigints that stays a bigint and stops with numeric_value_out_of_range when it does not fit
+-- (sum() of bigint returns numeric, converted and compared once per group).
+CREATE OR REPLACE AGGREGATE ledger.sum_exact(bigint) (SFUNC = int8pl, STYPE = bigint, INITCOND = '0');
+
 -- The definition before p_event (the fast path's event, built by the caller) was added.
 DROP FUNCTION IF EXISTS ledger.create_transfers(timestamptz, uuid[], text[], uuid[], uuid[], bigint[], text[],
                                                 integer[], uuid[], integer[], uuid[], jsonb[], bytea[], boolean[]);
@@ -78,11 +82,8 @@ DECLARE
     acc record;
     i integer; k integer;
     lock_ids uuid[];
-    simple boolean; n_updated bigint;
+    simple boolean; n_accounts bigint; n_updated bigint;
     saved_lock_timeout text;
-    -- per account: the batch's currencies (lowest, highest) and total changes
-    d_acc uuid[]; d_cur_lo text[]; d_cur_hi text[]; d_dpo bigint[]; d_dp bigint[]; d_cpo bigint[];
-    d_cp bigint[];
 BEGIN
     IF n = 0 THEN
         RETURN;
@@ -113,18 +114,6 @@ BEGIN
     --    holds them (step 6).
     IF simple THEN
         BEGIN
-            SELECT array_agg(g.acc), array_agg(g.cur_lo), array_agg(g.cur_hi), array_agg(g.dpo), array_agg(g.dp),
-                   array_agg(g.cpo), array_agg(g.cp)
-              INTO d_acc, d_cur_lo, d_cur_hi, d_dpo, d_dp, d_cpo, d_cp
-              FROM (SELECT l.acc, min(l.currency) AS cur_lo, max(l.currency) AS cur_hi,
-                           -- A side whose batch total does not fit in 63 bits gets NULL: the guard
-                           -- below then fails for that account, and the general path says why.
-                           CASE WHEN sum(l.dpo) + sum(l.dp) <= max_amount THEN sum(l.dpo)::bigint END AS dpo,
-                           CASE WHEN sum(l.dpo) + sum(l.dp) <= max_amount THEN sum(l.dp)::bigint END AS dp,
-                           CASE WHEN sum(l.cpo) + sum(l.cp) <= max_amount THEN sum(l.cpo)::bigint END AS cpo,
-                           CASE WHEN sum(l.cpo) + sum(l.cp) <= max_amount THEN sum(l.cp)::bigint END AS cp
-                      FROM ledger.batch_legs(t_debit, t_credit, t_currency, t_type, t_amount) l
-                     GROUP BY l.acc ORDER BY l.acc) g;
             -- In id order, each with its history position (seq) drawn in batch order: OFFSET 0 keeps the
             -- subquery, and so the order nextval() is called in, from being merged into the sort.
             INSERT INTO ledger.transfers (seq, id, type, debit_account_id, credit_account_id, amount_minor,
@@ -154,30 +143,39 @@ BEGIN
                             'amount_minor', to_jsonb(t_amount), 'currency', to_jsonb(t_currency),
                             'code', to_jsonb(t_code), 'pending_id', to_jsonb(array_fill(NULL::uuid, ARRAY[n])))),
                     p_now);
-            -- The accounts last, in id order: the nested loop over the id-sorted array locks the rows
-            -- in id order.
-            UPDATE ledger.accounts a
-               SET debits_posted = a.debits_posted + d.dpo, debits_pending = a.debits_pending + d.dp,
-                   credits_posted = a.credits_posted + d.cpo, credits_pending = a.credits_pending + d.cp
-              FROM unnest(d_acc, d_cur_lo, d_cur_hi, d_dpo, d_dp, d_cpo, d_cp)
-                   AS d(acc, cur_lo, cur_hi, dpo, dp, cpo, cp)
-             -- In bigint, arranged so that no term can overflow: each side of an account and each
-             -- batch total fit in 63 bits, so their differences do too.
-             WHERE a.id = d.acc AND a.status = 'open' AND a.currency = d.cur_lo AND a.currency = d.cur_hi
-               AND a.debits_posted + a.debits_pending <= max_amount - (d.dpo + d.dp)
-               AND a.credits_posted + a.credits_pending <= max_amount - (d.cpo + d.cp)
-               AND (NOT a.debits_must_not_exceed_credits
-                    OR a.debits_posted + a.debits_pending - a.credits_posted <= a.limit_minor - (d.dpo + d.dp))
-               AND (NOT a.credits_must_not_exceed_debits
-                    OR a.credits_posted + a.credits_pending - a.debits_posted <= a.limit_minor - (d.cpo + d.cp));
-            GET DIAGNOSTICS n_updated = ROW_COUNT;
-            IF n_updated <> cardinality(d_acc) THEN
+            -- The accounts last: each once, with the batch's total change per side, in id order (the
+            -- nested loop over the id-sorted totals locks the rows in that order). A side whose batch
+            -- total does not fit in 63 bits stops ledger.sum_exact with numeric_value_out_of_range:
+            -- the general path then says which transfer overflows.
+            WITH d AS MATERIALIZED (
+                SELECT l.acc, min(l.currency) AS cur_lo, max(l.currency) AS cur_hi, ledger.sum_exact(l.dpo) AS dpo,
+                       ledger.sum_exact(l.dp) AS dp, ledger.sum_exact(l.cpo) AS cpo, ledger.sum_exact(l.cp) AS cp
+                  FROM ledger.batch_legs(t_debit, t_credit, t_currency, t_type, t_amount) l
+                 GROUP BY l.acc ORDER BY l.acc
+            ), u AS (
+                UPDATE ledger.accounts a
+                   SET debits_posted = a.debits_posted + d.dpo, debits_pending = a.debits_pending + d.dp,
+                       credits_posted = a.credits_posted + d.cpo, credits_pending = a.credits_pending + d.cp
+                  FROM d
+                 -- In bigint, arranged so that no term can overflow: each side of an account fits in 63
+                 -- bits, so its difference with a batch total that fits does too.
+                 WHERE a.id = d.acc AND a.status = 'open' AND a.currency = d.cur_lo AND a.currency = d.cur_hi
+                   AND a.debits_posted + a.debits_pending <= max_amount - (d.dpo + d.dp)
+                   AND a.credits_posted + a.credits_pending <= max_amount - (d.cpo + d.cp)
+                   AND (NOT a.debits_must_not_exceed_credits
+                        OR a.debits_posted + a.debits_pending - a.credits_posted <= a.limit_minor - (d.dpo + d.dp))
+                   AND (NOT a.credits_must_not_exceed_debits
+                        OR a.credits_posted + a.credits_pending - a.debits_posted <= a.limit_minor - (d.cpo + d.cp))
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM u) INTO n_accounts, n_updated;
+            IF n_updated <> n_accounts THEN
                 RAISE EXCEPTION 'fast path does not apply' USING ERRCODE = 'LF001';
             END IF;
             -- One row stands for the whole batch: every transfer created, at p_now, for its amount.
             RETURN QUERY SELECT 0, 'all_created'::text, p_now, NULL::bigint;
             RETURN;
-        EXCEPTION WHEN SQLSTATE 'LF001' OR unique_violation THEN
+        EXCEPTION WHEN SQLSTATE 'LF001' OR unique_violation OR numeric_value_out_of_range THEN
             NULL;  -- rolled back to the start of the block; the general path decides
         END;
     END IF;
