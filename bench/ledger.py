@@ -728,11 +728,11 @@ async def bench(opts: Options, ledger_url: str, pgbench_url: str, pgbench: PgBen
             pgbench_tps = await pgbench.run(seconds)
             wal_after = await wal.read()
             txns = pgbench_tps * seconds
-            pgbench_wal = ((wal_after[0] - wal_before[0]) / txns, (wal_after[1] - wal_before[1]) / txns)
-            say(
-                f"pgbench: {pgbench_tps:,.0f} tps, WAL {pgbench_wal[0] / 1024:.2f} KiB "
-                f"({pgbench_wal[1]:.2f} full pages) a transaction"
-            )
+            line = f"pgbench: {pgbench_tps:,.0f} tps"
+            if txns:
+                pgbench_wal = ((wal_after[0] - wal_before[0]) / txns, (wal_after[1] - wal_before[1]) / txns)
+                line += f", WAL {pgbench_wal[0] / 1024:.2f} KiB ({pgbench_wal[1]:.2f} full pages) a transaction"
+            say(line)
     finally:
         if pgbench_init is not None and not pgbench_init.done():
             pgbench_init.cancel()

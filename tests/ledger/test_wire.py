@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
+import orjson
 import psycopg
 import pytest
 
 from smartbank.kernel.ids import new_id
 from smartbank.ledger.model import TransferRequest, TransferType
-from smartbank.ledger.service import LedgerService
+from smartbank.ledger.service import _CREATE_SQL, LedgerService
 from smartbank.ledger.wire import (
     BinaryArray,
+    batch_columns,
     bool_array,
     bytea_array,
     int4_array,
@@ -103,3 +106,27 @@ async def test_the_event_the_caller_encodes_is_the_one_the_function_would_build(
             ).fetchone()
             assert row is not None
             assert row[0] == expected(batch)
+
+
+async def test_without_the_callers_event_the_general_path_writes_it(database_url: str, ledger: LedgerService) -> None:
+    """The fast path writes only an event the caller encoded; a call without one still writes a whole
+    event, built by the general path, and creates every transfer."""
+    bank = await open_funding(ledger)
+    alice = await open_account(ledger)
+    batch = [transfer(bank, alice, 400), transfer(bank, alice, 600)]
+    params = {"now": datetime.now(UTC), **batch_columns(batch), "event": None}
+
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        rows = await (await conn.execute(_CREATE_SQL, params)).fetchall()
+        payload = await (
+            await conn.execute(
+                "SELECT payload FROM platform.outbox WHERE topic = 'ledger.transfers_created' AND payload->'id' ? %s",
+                (str(batch[0].id),),
+            )
+        ).fetchone()
+
+    assert [(idx, result) for idx, result, _, _ in rows] == [(1, "created"), (2, "created")]  # not all_created
+    assert payload is not None
+    assert payload[0] == orjson.loads(str(batch_columns(batch)["event"]))
+    assert (await ledger.get_account(alice)).balances.credits_posted == 1000
+    assert await ledger.verify() == []

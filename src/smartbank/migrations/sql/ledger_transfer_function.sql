@@ -34,7 +34,8 @@ DROP FUNCTION IF EXISTS ledger.create_transfers(timestamptz, uuid[], text[], uui
 
 -- p_event: the ledger.transfers_created event of the whole batch, as the fast path writes it when every
 -- transfer is created (count, then one array per field, as the general path builds it below). The
--- caller encodes it with the arrays, from the same requests; NULL makes the function build it.
+-- caller encodes it with the arrays, from the same requests. Without it (NULL) the batch takes the
+-- general path, which builds its event from what it created.
 CREATE OR REPLACE FUNCTION ledger.create_transfers(
     p_now timestamptz, t_id uuid[], t_type text[], t_debit uuid[], t_credit uuid[], t_amount bigint[],
     t_currency text[], t_code integer[], t_pending uuid[], t_timeout integer[], t_reversal uuid[],
@@ -90,11 +91,12 @@ BEGIN
     END IF;
 
     -- 1. Can the fast path apply? Only posted or pending transfers, no reversals, and no linked chain
-    --    left open at the end of the batch (the general path fails that chain). Ids are not checked
-    --    here: an id that exists already, or twice in the batch, makes the INSERT below fail with a
-    --    unique violation, which sends the batch to the general path like a missed guard does.
+    --    left open at the end of the batch (the general path fails that chain), and the caller's
+    --    event (p_event) to write. Ids are not checked here: an id that exists already, or twice in
+    --    the batch, makes the INSERT below fail with a unique violation, which sends the batch to the
+    --    general path like a missed guard does.
     SELECT bool_and(u.type IN ('posted', 'pending') AND u.reversal IS NULL AND u.debit <> u.credit)
-               AND NOT coalesce(t_linked[n], false)
+               AND NOT coalesce(t_linked[n], false) AND p_event IS NOT NULL
       INTO simple
       FROM unnest(t_id, t_type, t_reversal, t_debit, t_credit) AS u(id, type, reversal, debit, credit);
 
@@ -137,12 +139,7 @@ BEGIN
             END IF;
             INSERT INTO platform.outbox (event_id, topic, payload, created_at)
             VALUES (gen_random_uuid(), 'ledger.transfers_created',
-                    coalesce(p_event,
-                        jsonb_build_object('count', n, 'id', to_jsonb(t_id), 'type', to_jsonb(t_type),
-                            'debit_account_id', to_jsonb(t_debit), 'credit_account_id', to_jsonb(t_credit),
-                            'amount_minor', to_jsonb(t_amount), 'currency', to_jsonb(t_currency),
-                            'code', to_jsonb(t_code), 'pending_id', to_jsonb(array_fill(NULL::uuid, ARRAY[n])))),
-                    p_now);
+                    p_event, p_now);
             -- The accounts last: each once, with the batch's total change per side, in id order (the
             -- nested loop over the id-sorted totals locks the rows in that order). A side whose batch
             -- total does not fit in 63 bits stops ledger.sum_exact with numeric_value_out_of_range:
